@@ -1,0 +1,5 @@
+"""``python -m rtc_server`` runs the command-line interface."""
+
+from rtc_server.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""Creating accounts and the username rules every path shares
+(registration, the create-staff command, the demo, username changes)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rtc_server.auth.models import Role, User, UserStatus
+from rtc_server.auth.password_policy import password_problems
+from rtc_server.auth.passwords import hash_secret
+from rtc_server.db import utcnow
+from rtc_server.errors import Conflict, InvalidInput
+
+USERNAME_MIN = 6
+USERNAME_MAX = 64
+_USERNAME_OK = re.compile(r"^[\w.@+-]+$")
+
+
+def normalize_username(username: str) -> str:
+    """Case-insensitive, Unicode-compatible form used for uniqueness."""
+    return unicodedata.normalize("NFKC", username.strip()).casefold()
+
+
+def username_problems(username: str) -> list[str]:
+    u = username.strip()
+    problems = []
+    if len(u) < USERNAME_MIN:
+        problems.append(f"Use at least {USERNAME_MIN} characters.")
+    if len(u) > USERNAME_MAX:
+        problems.append(f"Use at most {USERNAME_MAX} characters.")
+    if u and not _USERNAME_OK.match(u):
+        problems.append("Use letters, numbers and . _ - @ + only.")
+    return problems
+
+
+async def username_taken(db: AsyncSession, username: str, *, except_user: int | None = None) -> bool:
+    row = (
+        await db.exec(select(User.id).where(User.username_norm == normalize_username(username)))
+    ).first()
+    return row is not None and row != except_user
+
+
+def check_credentials(username: str, password: str) -> None:
+    """Raise InvalidInput naming each field whose rules are broken."""
+    fields = [("username", m) for m in username_problems(username)]
+    fields += [("password", m) for m in password_problems(password, username.strip())]
+    if fields:
+        raise InvalidInput.many(fields)
+
+
+async def create_account(
+    db: AsyncSession,
+    *,
+    username: str,
+    password: str,
+    role: Role,
+    display_name: str = "",
+    email: str | None = None,
+    patient_id: int | None = None,
+    status: UserStatus = UserStatus.active,
+) -> User:
+    """Add a user (the caller commits). Rules are checked; a taken username is
+    a 422 on the ``username`` field, never a 500."""
+    check_credentials(username, password)
+    if await username_taken(db, username):
+        raise InvalidInput("username", "That username is taken; choose another.")
+    now = utcnow()
+    user = User(
+        username=username.strip(), username_norm=normalize_username(username),
+        password_hash=await hash_secret(password), role=role, status=status,
+        display_name=display_name or username.strip(), email=email, patient_id=patient_id,
+        created_at=now, password_changed_at=now,
+        activated_at=now if status == UserStatus.active else None,
+    )
+    db.add(user)
+    try:
+        await db.flush()
+    except IntegrityError as exc:
+        raise Conflict("That username or record already has an account.") from exc
+    return user

@@ -1,0 +1,115 @@
+"""Server-side sessions: create at sign-in, load per request, end on log-out.
+
+A session ends when it has been idle for ``session_idle_seconds`` or reaches
+``session_absolute_seconds`` since sign-in, whichever is first. The cookie is
+HttpOnly and SameSite=Lax; over https it is ``__Host-`` prefixed and Secure.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.responses import Response
+
+from rtc_server.auth.models import AuthSession, SessionStage, User
+from rtc_server.auth.tokens import new_token, token_hash
+from rtc_server.config import Settings
+from rtc_server.context import RequestMeta
+from rtc_server.db import as_utc, utcnow
+
+#: Don't write last_seen_at more often than this (one UPDATE per request is waste).
+TOUCH_EVERY = timedelta(seconds=15)
+
+
+def session_cookie_name(settings: Settings) -> str:
+    return "__Host-rtc_session" if settings.secure_cookies else "rtc_session"
+
+
+def set_session_cookie(response: Response, token: str, settings: Settings) -> None:
+    response.set_cookie(
+        session_cookie_name(settings), token, httponly=True, samesite="lax",
+        secure=settings.secure_cookies, path="/", max_age=settings.session_absolute_seconds,
+    )
+
+
+def clear_session_cookie(response: Response, settings: Settings) -> None:
+    response.delete_cookie(
+        session_cookie_name(settings), path="/", secure=settings.secure_cookies,
+        httponly=True, samesite="lax",
+    )
+
+
+async def create_session(
+    db: AsyncSession, user: User, stage: SessionStage, meta: RequestMeta, settings: Settings
+) -> str:
+    """Add a new session for ``user`` (the caller commits); returns the cookie token."""
+    token = new_token()
+    now = utcnow()
+    db.add(
+        AuthSession(
+            id=token_hash(token), public_id=secrets.token_hex(8), user_id=user.id or 0,
+            stage=stage, created_at=now, last_seen_at=now,
+            expires_at=now + timedelta(seconds=settings.session_absolute_seconds),
+            ip=meta.ip, user_agent=meta.user_agent,
+        )
+    )
+    return token
+
+
+def is_live(sess: AuthSession, settings: Settings, now: datetime) -> bool:
+    if sess.ended_at is not None:
+        return False
+    last_seen = as_utc(sess.last_seen_at)
+    expires = as_utc(sess.expires_at)
+    assert last_seen is not None and expires is not None
+    return now < expires and now < last_seen + timedelta(seconds=settings.session_idle_seconds)
+
+
+async def load_session(
+    db: AsyncSession, token: str | None, settings: Settings, *, touch: bool = True
+) -> tuple[AuthSession, User] | None:
+    """The live session for a cookie token and its active user, or None.
+
+    A request counts as activity and pushes the idle deadline forward.
+    """
+    if not token or len(token) > 128:
+        return None
+    row = (
+        await db.exec(
+            select(AuthSession, User)
+            .join(User, col(User.id) == col(AuthSession.user_id))
+            .where(AuthSession.id == token_hash(token))
+        )
+    ).first()
+    if row is None:
+        return None
+    sess, user = row
+    now = utcnow()
+    if not is_live(sess, settings, now) or user.status != "active":
+        return None
+    last_seen = as_utc(sess.last_seen_at)
+    if touch and last_seen is not None and now - last_seen > TOUCH_EVERY:
+        sess.last_seen_at = now
+        db.add(sess)
+        await db.commit()
+    return sess, user
+
+
+async def end_session(db: AsyncSession, session_id: str) -> None:
+    await db.exec(  # type: ignore[call-overload]
+        update(AuthSession).where(col(AuthSession.id) == session_id).values(ended_at=utcnow())
+    )
+
+
+async def end_user_sessions(db: AsyncSession, user_id: int, *, keep: str | None = None) -> None:
+    """End every live session of a user except ``keep`` (the caller commits)."""
+    stmt = update(AuthSession).where(
+        col(AuthSession.user_id) == user_id, col(AuthSession.ended_at).is_(None)
+    )
+    if keep is not None:
+        stmt = stmt.where(col(AuthSession.id) != keep)
+    await db.exec(stmt.values(ended_at=utcnow()))  # type: ignore[call-overload]

@@ -1,0 +1,85 @@
+"""Domain exceptions, raised by services and mapped to HTTP/WebSocket replies
+in one place (``rtc_server.http_errors``)::
+
+    DomainError (code, message)
+    ├── InvalidInput      422  bad field(s); names each field
+    ├── Unauthorized      401  no valid session / bad credentials
+    ├── Forbidden         403  signed in, not allowed (never used to hide existence)
+    ├── NotFound          404  absent, or not yours (ids must not leak)
+    ├── Conflict          409  uniqueness / state clash
+    ├── Gone              410  expired or used token
+    └── RateLimited       429  throttled; retry_after seconds
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class DomainError(Exception):
+    status = 400
+    code = "bad_request"
+    message = "The request could not be processed."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
+        self.message = message or self.message
+        if code:
+            self.code = code
+        super().__init__(self.message)
+
+
+class InvalidInput(DomainError):
+    status = 422
+    code = "validation_error"
+    message = "Some fields need attention."
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__()
+        self.fields: list[tuple[str, str]] = [(field, message)]
+
+    @classmethod
+    def many(cls, fields: Iterable[tuple[str, str]]) -> InvalidInput:
+        items = list(fields)
+        exc = cls(*items[0])
+        exc.fields = items
+        return exc
+
+
+class Unauthorized(DomainError):
+    status = 401
+    code = "unauthenticated"
+    message = "Please sign in."
+
+
+class Forbidden(DomainError):
+    status = 403
+    code = "forbidden"
+    message = "You are not allowed to do that."
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+    message = "Not found."
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+    message = "That conflicts with the current state."
+
+
+class Gone(DomainError):
+    status = 410
+    code = "gone"
+    message = "That link has expired or was already used."
+
+
+class RateLimited(DomainError):
+    status = 429
+    code = "rate_limited"
+    message = "Too many attempts. Please wait and try again."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 60) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,1 @@
+"""Alembic migrations; ``rtc_server.migrate`` runs them from code."""

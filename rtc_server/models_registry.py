@@ -1,0 +1,20 @@
+"""Import every table module so ``SQLModel.metadata`` is complete (alembic,
+tests). Listed, not discovered: a new feature adds its models module here."""
+
+from __future__ import annotations
+
+import importlib
+
+from sqlmodel import SQLModel
+
+TABLE_MODULES = (
+    "rtc_server.records.models",
+    "rtc_server.auth.models",
+    "rtc_server.audit",
+)
+
+
+def metadata() -> object:
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
+    return SQLModel.metadata

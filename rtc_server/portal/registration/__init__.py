@@ -1,0 +1,1 @@
+"""Registration against the record on file."""

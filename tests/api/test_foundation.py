@@ -1,0 +1,63 @@
+"""The API shell: health, OpenAPI, error shape, security headers, CSRF."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+
+async def test_healthz_reports_database_and_broker(client: httpx.AsyncClient) -> None:
+    r = await client.get("/healthz")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok"
+    assert body["database"]["ok"] is True
+    assert body["broker"] == {"kind": "memory", "ok": True, "channels": 0}
+
+
+async def test_openapi_lists_api_routes(client: httpx.AsyncClient) -> None:
+    r = await client.get("/api/v1/openapi.json")
+    assert r.status_code == 200
+    doc = r.json()
+    assert doc["openapi"].startswith("3.")
+    assert "/api/v1/legal" in doc["paths"]
+    assert "LegalOut" in doc["components"]["schemas"]
+
+
+async def test_api_responses_carry_security_headers_and_no_store(client: httpx.AsyncClient) -> None:
+    r = await client.get("/api/v1/legal")
+    h = r.headers
+    assert "script-src 'self'" in h["content-security-policy"]
+    assert "unsafe-inline" not in h["content-security-policy"]
+    assert "frame-ancestors 'none'" in h["content-security-policy"]
+    assert h["x-content-type-options"] == "nosniff"
+    assert h["referrer-policy"] == "no-referrer"
+    assert h["cache-control"] == "no-store"
+    assert len(h["x-request-id"]) == 32
+
+
+async def test_unknown_api_path_is_json_404(client: httpx.AsyncClient) -> None:
+    r = await client.get("/api/v1/nope")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "not_found"
+
+
+async def test_post_without_csrf_token_is_refused(app: object) -> None:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"  # type: ignore[arg-type]
+    ) as bare:
+        r = await bare.post("/api/v1/auth/logout")
+        assert r.status_code == 403
+        assert r.json()["error"]["code"] == "csrf_failed"
+
+
+async def test_post_from_foreign_origin_is_refused(client: httpx.AsyncClient) -> None:
+    r = await client.post("/api/v1/auth/logout", headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "bad_origin"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+async def test_migrations_build_the_schema_on_both_backends(client: httpx.AsyncClient) -> None:
+    r = await client.get("/healthz")
+    assert r.json()["database"]["ok"] is True

@@ -1,0 +1,359 @@
+"""Shared fixtures: real services, no mocks of our own code.
+
+- ``settings``/``app``/``client``: a fresh app on a fresh database (SQLite by
+  default; parametrize ``backend`` with ``"postgres"`` for PostgreSQL), with
+  migrations applied and a real local SMTP server (aiosmtpd) capturing mail.
+- ``redis_url``: a real Redis; ``pg_admin_url``: a real PostgreSQL.
+- ``live_server`` + ``browser_page``: uvicorn on a free port and headless
+  Chromium (``/usr/bin/chromium``) with a fake camera and microphone.
+
+Outside CI a missing PostgreSQL, Redis or Chromium skips with the reason; with
+``CI=true`` it fails. Every log line of the run is kept and checked at the end
+for the secrets tests registered with ``secrets_seen`` (passwords, tokens,
+answers): a leak fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import logging
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from aiosmtpd.controller import Controller
+
+from rtc_server.app import create_app
+from rtc_server.cli import install_log_filters
+from rtc_server.config import Settings
+from rtc_server.db import create_engine
+from rtc_server.migrate import upgrade
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_URL = os.environ.get("RTC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("RTC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+CHROMIUM = os.environ.get("RTC_TEST_CHROMIUM", "/usr/bin/chromium")
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "fhir-samples"
+
+
+def need(what: str, reason: str) -> None:
+    """Skip outside CI, fail inside it: CI must run every test."""
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI: {reason}")
+    pytest.skip(f"{what} unavailable: {reason}")
+
+
+# --- log guard ------------------------------------------------------------
+
+class _LogKeeper(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:
+            self.lines.append(str(record.msg))
+
+
+_KEEPER = _LogKeeper()
+_KEEPER.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s %(exc_text)s"))
+_SECRETS: set[str] = set()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    root = logging.getLogger()
+    root.addHandler(_KEEPER)
+    root.setLevel(logging.DEBUG)
+    for noisy in ("aiosqlite", "asyncio", "websockets", "aiosmtpd", "mail.log", "hpack", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
+    install_log_filters()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    leaks = sorted({s for s in _SECRETS if len(s) >= 6 for line in _KEEPER.lines if s in line})
+    if leaks:
+        print(f"\nLOG GUARD: {len(leaks)} secret(s) appeared in log lines during the suite")
+        session.exitstatus = 1
+
+
+@pytest.fixture
+def secrets_seen() -> set[str]:
+    """Add every password, token or answer a test uses; the run fails if any is logged."""
+    return _SECRETS
+
+
+@pytest.fixture
+def log_lines() -> list[str]:
+    return _KEEPER.lines
+
+
+# --- SMTP -----------------------------------------------------------------
+
+class SmtpSink:
+    """A real SMTP server on 127.0.0.1 that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self._cond = threading.Condition()
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)  # type: ignore[attr-defined]
+        with self._cond:
+            self.messages.append(msg)  # type: ignore[arg-type]
+            self._cond.notify_all()
+        return "250 OK"
+
+    async def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[EmailMessage]:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} mail(s), got {len(self.messages)}")
+            await asyncio.sleep(0.02)
+        return self.messages
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if address.lower() in str(m["To"]).lower()]
+
+    @staticmethod
+    def text(msg: EmailMessage) -> str:
+        part = msg.get_body(preferencelist=("plain",))
+        return part.get_content() if part is not None else ""
+
+    @staticmethod
+    def links(msg: EmailMessage) -> list[str]:
+        return re.findall(r"https?://[^\s\"'<>]+", SmtpSink.text(msg))
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.port = free_port()  # type: ignore[attr-defined]
+    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)  # type: ignore[attr-defined]
+    controller.start()
+    try:
+        yield sink
+    finally:
+        controller.stop()
+
+
+# --- databases ------------------------------------------------------------
+
+def _pg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def _pg_exec(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_pg_dsn(PG_URL), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` unless a test parametrizes it (indirect) with ``postgres``."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest_asyncio.fixture
+async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        return
+    name = f"rtc_t_{uuid.uuid4().hex[:12]}"
+    try:
+        await _pg_exec(f'CREATE DATABASE "{name}"')
+    except (OSError, Exception) as exc:  # asyncpg raises many kinds when down
+        need("PostgreSQL", f"{PG_URL}: {type(exc).__name__}: {exc}")
+    base = _pg_dsn(PG_URL).rsplit("/", 1)[0]
+    try:
+        yield f"postgresql+asyncpg://{base.split('://', 1)[1]}/{name}"
+    finally:
+        await _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest_asyncio.fixture
+async def redis_url() -> str:
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        need("Redis", f"{REDIS_URL}: {type(exc).__name__}")
+    finally:
+        await client.aclose()
+    return REDIS_URL
+
+
+def make_settings(tmp_path: Path, database_url: str, smtp: SmtpSink, **extra: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": tmp_path / "data",
+        "database_url": database_url,
+        "smtp_url": f"smtp://127.0.0.1:{smtp.port}",  # type: ignore[attr-defined]
+        "base_url": "http://testserver",
+        "secret_key": "test-secret-" + "x" * 40,
+        "redis_url": None,
+    }
+    values.update(extra)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest_asyncio.fixture
+async def settings(tmp_path: Path, database_url: str, smtp: SmtpSink) -> Settings:
+    cfg = make_settings(tmp_path, database_url, smtp)
+    engine = create_engine(cfg)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    return cfg
+
+
+@pytest_asyncio.fixture
+async def app(settings: Settings) -> AsyncIterator[object]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def session_factory(app: object) -> object:
+    return app.state.session_factory  # type: ignore[attr-defined]
+
+
+async def csrf_client(app: object, base_url: str = "http://testserver") -> httpx.AsyncClient:
+    """An API client that, like the web pages, echoes the CSRF cookie."""
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=base_url  # type: ignore[arg-type]
+    )
+    r = await client.get("/api/v1/auth/csrf")
+    client.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+    return client
+
+
+@pytest_asyncio.fixture
+async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    c = await csrf_client(app)
+    try:
+        yield c
+    finally:
+        await c.aclose()
+
+
+@pytest_asyncio.fixture
+async def make_client(app: object) -> AsyncIterator[object]:
+    """Factory for extra independent clients (another browser, another user)."""
+    made: list[httpx.AsyncClient] = []
+
+    async def factory() -> httpx.AsyncClient:
+        c = await csrf_client(app)
+        made.append(c)
+        return c
+
+    yield factory
+    for c in made:
+        await c.aclose()
+
+
+# --- live server and browser ---------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = int(settings.base_url.rsplit(":", 1)[1])
+        self.url = settings.base_url
+        self.app = create_app(settings)
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", ws="websockets",
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("live server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest_asyncio.fixture
+async def live_server(tmp_path: Path, database_url: str, smtp: SmtpSink) -> AsyncIterator[LiveServer]:
+    port = free_port()
+    cfg = make_settings(tmp_path, database_url, smtp, base_url=f"http://127.0.0.1:{port}")
+    engine = create_engine(cfg)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    server = LiveServer(cfg)
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+]
+
+
+@pytest_asyncio.fixture
+async def browser() -> AsyncIterator[object]:
+    if not os.path.exists(CHROMIUM):
+        need("Chromium", f"{CHROMIUM} not found (apt-get install chromium)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+@pytest_asyncio.fixture
+async def browser_page(browser: object) -> AsyncIterator[object]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page = await context.new_page()
+    page.console_errors = []  # type: ignore[attr-defined]
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))  # type: ignore[attr-defined]
+    page.on("pageerror", lambda e: page.console_errors.append(str(e)))  # type: ignore[attr-defined]
+    try:
+        yield page
+    finally:
+        await context.close()
