@@ -38,6 +38,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 #: Feature route tables, listed (not discovered). Each module exposes ``routes``.
 FEATURE_ROUTE_MODULES = (
     "rtc_server.auth.routes",
+    "rtc_server.auth.recovery_routes",
     "rtc_server.portal.registration.routes",
     "rtc_server.portal.account.routes",
     "rtc_server.admin.routes",

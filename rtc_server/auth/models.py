@@ -154,3 +154,27 @@ class UserPublic(BaseModel):
     display_name: str
     mfa_enabled: bool
     patient_id: int | None
+
+
+class RecoveryCode(SQLModel, table=True):
+    """One-time two-factor recovery code; only its hash is stored."""
+
+    __tablename__ = "mfa_recovery_code"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("user_account.id", ondelete="CASCADE"), index=True,
+                         nullable=False)
+    )
+    code_hash: str = Field(max_length=64)
+    used_at: datetime | None = _ts()
+
+
+class RateCounter(SQLModel, table=True):
+    """Fixed-window counters shared by every instance (log-in, registration, mail)."""
+
+    __tablename__ = "rate_counter"
+
+    key: str = Field(primary_key=True, max_length=200)
+    window_start: datetime | None = _ts(nullable=False)
+    count: int = 0

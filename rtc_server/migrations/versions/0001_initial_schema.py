@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 13:25:53.202424
+Create Date: 2026-11-25 13:27:00.310581
 """
 from alembic import op
 import sqlalchemy as sa
@@ -87,6 +87,12 @@ def upgrade() -> None:
     with op.batch_alter_table('practitioner', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_practitioner_npi'), ['npi'], unique=False)
 
+    op.create_table('rate_counter',
+    sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('window_start', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('key')
+    )
     op.create_table('patient',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('fhir_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -418,6 +424,17 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_medication_patient_id'), ['patient_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_medication_prescriber_id'), ['prescriber_id'], unique=False)
 
+    op.create_table('mfa_recovery_code',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('code_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['user_account.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('mfa_recovery_code', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_mfa_recovery_code_user_id'), ['user_id'], unique=False)
+
     op.create_table('registration',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
@@ -491,6 +508,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_registration_patient_id'))
 
     op.drop_table('registration')
+    with op.batch_alter_table('mfa_recovery_code', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_mfa_recovery_code_user_id'))
+
+    op.drop_table('mfa_recovery_code')
     with op.batch_alter_table('medication', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_medication_prescriber_id'))
         batch_op.drop_index(batch_op.f('ix_medication_patient_id'))
@@ -569,6 +590,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_patient_given_norm'))
 
     op.drop_table('patient')
+    op.drop_table('rate_counter')
     with op.batch_alter_table('practitioner', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_practitioner_npi'))
 
