@@ -40,19 +40,11 @@ from rtc_server.cli import install_log_filters
 from rtc_server.config import Settings
 from rtc_server.db import create_engine
 from rtc_server.migrate import upgrade
+from tests.harness import IN_CI, SAMPLES, need  # noqa: F401 (re-exported for tests)
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("RTC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("RTC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CHROMIUM = os.environ.get("RTC_TEST_CHROMIUM", "/usr/bin/chromium")
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "fhir-samples"
-
-
-def need(what: str, reason: str) -> None:
-    """Skip outside CI, fail inside it: CI must run every test."""
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI: {reason}")
-    pytest.skip(f"{what} unavailable: {reason}")
 
 
 # --- log guard ------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI, SAMPLES
+from tests.harness import IN_CI, SAMPLES
 
 
 def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
