@@ -82,6 +82,8 @@ async def read_body(request: Request, model: type[M]) -> M:
         data = json.loads(raw or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidInput("body", "The request body must be JSON.") from None
+    except RecursionError:
+        raise InvalidInput("body", "The request body is nested too deeply.") from None
     if not isinstance(data, dict):
         raise InvalidInput("body", "The request body must be a JSON object.")
     try:

@@ -54,7 +54,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     if settings.auto_migrate:
         asyncio.run(_migrate(settings))
     uvicorn.run(
-        create_app(settings), host=host, port=port, ws="websockets", log_level="info",
+        create_app(settings), host=host, port=port, ws="websockets-sansio", log_level="info",
         proxy_headers=True, forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
         log_config=None,
     )

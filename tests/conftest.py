@@ -281,7 +281,7 @@ class LiveServer:
         self.url = settings.base_url
         self.app = create_app(settings)
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", ws="websockets",
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", ws="websockets-sansio",
             lifespan="on",
         )
         self.server = uvicorn.Server(config)

@@ -49,6 +49,10 @@ class User(SQLModel, table=True):
         default=None,
         sa_column=Column(Integer, ForeignKey("patient.id", ondelete="RESTRICT"), unique=True),
     )
+    practitioner_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("practitioner.id", ondelete="SET NULL"), unique=True),
+    )  # a provider's row in the records on file (schedules, care team)
     display_name: str = Field(default="", max_length=200)
     email: str | None = Field(default=None, max_length=320, index=True)
     pending_email: str | None = Field(default=None, max_length=320)

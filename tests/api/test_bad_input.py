@@ -38,6 +38,7 @@ async def test_no_route_answers_bad_bodies_with_a_server_error(
                 r = await client.request(method, path, content=body,
                                          headers={"Content-Type": "application/json"})
                 assert r.status_code < 500, (method, path, body[:40], r.text[:200])
-                assert "error" in r.json() or r.status_code in (200, 202, 204)
+                if r.status_code >= 400:
+                    assert "error" in r.json()
                 checked += 1
     assert checked > 0

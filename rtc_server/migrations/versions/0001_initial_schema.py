@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 13:27:00.310581
+Create Date: 2026-11-25 13:41:11.218317
 """
 from alembic import op
 import sqlalchemy as sa
@@ -213,6 +213,7 @@ def upgrade() -> None:
     sa.Column('role', sa.Enum('patient', 'provider', 'staff', 'admin', name='role'), nullable=False),
     sa.Column('status', sa.Enum('pending', 'active', 'disabled', name='userstatus'), nullable=False),
     sa.Column('patient_id', sa.Integer(), nullable=True),
+    sa.Column('practitioner_id', sa.Integer(), nullable=True),
     sa.Column('display_name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=True),
     sa.Column('pending_email', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=True),
@@ -235,8 +236,10 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('activated_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['practitioner_id'], ['practitioner.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('patient_id'),
+    sa.UniqueConstraint('practitioner_id'),
     sa.UniqueConstraint('username_norm')
     )
     with op.batch_alter_table('user_account', schema=None) as batch_op:

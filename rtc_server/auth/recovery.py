@@ -1,0 +1,239 @@
+"""Forgot password and forgot username.
+
+What these guarantee:
+
+- ``forgot_password`` and ``forgot_username`` answer the same whether or not an
+  account exists: they only return mail for the caller to send after replying.
+  Mail goes to the address on file, never to one typed in the request (a typed
+  email only selects accounts that already have it). Only active accounts count.
+- A reset needs the emailed link (single use, 1 hour), then the security answer,
+  then a new password that meets the rules. Wrong answers count per link and per
+  account: the fifth wrong answer on one link burns it; ten in a day per account
+  answer 429. A reset ends every session, clears a log-in lock and mails a notice.
+- An account with no security question (e.g. staff made on the command line)
+  cannot reset online: its owner is mailed to contact the clinic instead, so a
+  mailbox alone never resets a password.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rtc_server import audit
+from rtc_server.auth import emailed_tokens, throttle
+from rtc_server.auth.accounts import normalize_username
+from rtc_server.auth.models import TokenPurpose, User, UserStatus
+from rtc_server.auth.password_policy import password_problems
+from rtc_server.auth.passwords import hash_secret, normalize_answer, verify_secret
+from rtc_server.auth.sessions import end_user_sessions
+from rtc_server.config import Settings
+from rtc_server.context import RequestMeta
+from rtc_server.db import utcnow
+from rtc_server.errors import InvalidInput, NotFound, Unauthorized
+from rtc_server.portal.registration import mail
+from rtc_server.portal.registration.service import normalize_email
+
+PER_IP = (10, 3600)
+PER_TARGET = (3, 3600)
+WRONG_ANSWERS_PER_LINK = 5
+WRONG_ANSWERS_PER_USER = (10, 86400)
+MAX_ACCOUNTS_PER_EMAIL = 5
+
+
+class ForgotPasswordIn(BaseModel):
+    username: str | None = None
+    email: str | None = None
+
+
+class ForgotUsernameIn(BaseModel):
+    email: str
+
+
+class ResetStartIn(BaseModel):
+    token: str
+
+
+class ResetIn(BaseModel):
+    token: str
+    security_answer: str
+    new_password: str
+
+
+async def _throttle(db: AsyncSession, kind: str, meta: RequestMeta, target: str) -> None:
+    await throttle.hit(db, throttle.key_for(f"{kind}:ip", meta.ip or "unknown"),
+                       limit=PER_IP[0], window_seconds=PER_IP[1])
+    await throttle.hit(db, throttle.key_for(f"{kind}:target", target),
+                       limit=PER_TARGET[0], window_seconds=PER_TARGET[1])
+
+
+async def _active_by_email(db: AsyncSession, address: str) -> list[User]:
+    return list((
+        await db.exec(
+            select(User)
+            .where(func.lower(User.email) == address.lower(), User.status == UserStatus.active)
+            .order_by(col(User.id))
+            .limit(MAX_ACCOUNTS_PER_EMAIL)
+        )
+    ).all())
+
+
+def _first_name(user: User) -> str | None:
+    return user.display_name.split(" ")[0] if user.display_name else None
+
+
+async def forgot_password(
+    db: AsyncSession, *, body: ForgotPasswordIn, meta: RequestMeta, settings: Settings
+) -> list[mail.Mail]:
+    """Reset links for the active account named by username, or for each active
+    account using an email address. Silent when there is none."""
+    username = (body.username or "").strip()
+    email = (body.email or "").strip()
+    if bool(username) == bool(email):
+        raise InvalidInput("username", "Enter your username or your email address.")
+    if username:
+        target = "u:" + normalize_username(username)
+    else:
+        address = normalize_email(email)
+        if address is None:
+            raise InvalidInput("email", "Enter a valid email address, such as name@example.com.")
+        target = "e:" + address.lower()
+    await _throttle(db, "forgot_password", meta, target)
+    if username:
+        user = (
+            await db.exec(select(User).where(User.username_norm == normalize_username(username),
+                                             User.status == UserStatus.active))
+        ).first()
+        users = [user] if user is not None else []
+    else:
+        users = await _active_by_email(db, target[2:])
+    if not users:
+        await audit.record(db, action="password.reset_request", outcome="failure",
+                           resource="user:none", request_id=meta.request_id, ip=meta.ip)
+    mails: list[mail.Mail] = []
+    for user in users:
+        if not user.email or user.id is None:
+            continue
+        if not user.security_answer_hash:
+            mails.append(mail.password_reset_unavailable(
+                to=user.email, name=_first_name(user), username=user.username,
+                clinic=settings.clinic_name,
+            ))
+            continue
+        token = await emailed_tokens.issue(db, user_id=user.id, purpose=TokenPurpose.password_reset,
+                                           email=user.email)
+        mails.append(mail.password_reset(
+            to=user.email, name=_first_name(user), username=user.username,
+            clinic=settings.clinic_name,
+            url=mail.link(settings.base_url, "reset-password.html", token),
+        ))
+        await audit.record(db, action="password.reset_request", outcome="success", actor_id=user.id,
+                           patient_id=user.patient_id, resource=f"user:{user.id}",
+                           request_id=meta.request_id, ip=meta.ip)
+    await db.commit()
+    return mails
+
+
+async def _reset_target(db: AsyncSession, token: str) -> tuple[int, User]:
+    """The live reset token's id and its active user (the token is not used)."""
+    row = await emailed_tokens.peek(db, token, TokenPurpose.password_reset)
+    user = await db.get(User, row.user_id)
+    if user is None or user.status != UserStatus.active or not user.security_answer_hash:
+        raise NotFound("This link is not valid.", code="token_invalid")
+    assert row.id is not None
+    return row.id, user
+
+
+async def reset_start(db: AsyncSession, *, token: str) -> str:
+    """The security question for a live reset link; the link stays unused."""
+    _, user = await _reset_target(db, token)
+    return user.security_question or ""
+
+
+async def reset_password(
+    db: AsyncSession, *, body: ResetIn, meta: RequestMeta, settings: Settings
+) -> list[mail.Mail]:
+    """Check the answer, set the new password, end every session, clear any lock.
+    Raises InvalidInput(new_password), Unauthorized(wrong_answer), NotFound/Gone
+    for a bad link, RateLimited after too many wrong answers."""
+    token_id, user = await _reset_target(db, body.token)
+    assert user.id is not None
+    user_id = user.id
+    problems = password_problems(body.new_password, user.username)
+    if problems:
+        raise InvalidInput.many(("new_password", m) for m in problems)
+    user_key = f"reset_answer:user:{user_id}"
+    if await throttle.current(db, user_key, WRONG_ANSWERS_PER_USER[1]) >= WRONG_ANSWERS_PER_USER[0]:
+        await throttle.hit(db, user_key, limit=WRONG_ANSWERS_PER_USER[0],
+                           window_seconds=WRONG_ANSWERS_PER_USER[1])
+    if not await verify_secret(user.security_answer_hash, normalize_answer(body.security_answer)):
+        await _wrong_answer(db, token=body.token, token_id=token_id, user=user, meta=meta)
+    await emailed_tokens.consume(db, body.token, TokenPurpose.password_reset)
+    now = utcnow()
+    user.password_hash = await hash_secret(body.new_password)
+    user.password_changed_at = now
+    user.failed_logins, user.locked_until = 0, None
+    db.add(user)
+    await _clear_login_lock(db, user.username_norm)
+    await end_user_sessions(db, user_id)
+    await audit.record(db, action="password.reset", outcome="success", actor_id=user_id,
+                       actor_role=user.role, patient_id=user.patient_id, resource=f"user:{user_id}",
+                       request_id=meta.request_id, ip=meta.ip)
+    await db.commit()
+    if not user.email:
+        return []
+    return [mail.password_changed(to=user.email, name=_first_name(user), username=user.username,
+                                  clinic=settings.clinic_name)]
+
+
+async def _clear_login_lock(db: AsyncSession, username_norm: str) -> None:
+    """Proving identity by link and answer lifts a log-in lock: the same counters
+    ``auth.login`` keeps per username (its ``_user_key`` / ``_lock_key``)."""
+    for kind in ("login:user", "login:lock"):
+        await throttle.reset(db, throttle.key_for(kind, username_norm))
+
+
+async def _wrong_answer(
+    db: AsyncSession, *, token: str, token_id: int, user: User, meta: RequestMeta
+) -> None:
+    """Count a wrong answer; the last allowed one burns the link. Always raises."""
+    assert user.id is not None
+    user_id, patient_id, role = user.id, user.patient_id, user.role
+    tries = await throttle.hit(db, f"reset_answer:token:{token_id}", limit=10**6,
+                               window_seconds=2 * 3600)
+    await throttle.hit(db, f"reset_answer:user:{user_id}", limit=10**6,
+                       window_seconds=WRONG_ANSWERS_PER_USER[1])
+    burned = tries >= WRONG_ANSWERS_PER_LINK
+    if burned:
+        await emailed_tokens.consume(db, token, TokenPurpose.password_reset)
+    await audit.record(db, action="password.reset", outcome="failure", actor_id=user_id,
+                       actor_role=role, patient_id=patient_id, resource=f"user:{user_id}",
+                       request_id=meta.request_id, ip=meta.ip)
+    await db.commit()
+    if burned:
+        raise Unauthorized("That answer does not match. This link no longer works; "
+                           "request a new one.", code="wrong_answer")
+    raise Unauthorized("That answer does not match the one on file.", code="wrong_answer")
+
+
+async def forgot_username(
+    db: AsyncSession, *, email: str, meta: RequestMeta, settings: Settings
+) -> list[mail.Mail]:
+    """Mail the username(s) of active accounts at ``email`` to that address."""
+    address = normalize_email(email)
+    if address is None:
+        raise InvalidInput("email", "Enter a valid email address, such as name@example.com.")
+    await _throttle(db, "forgot_username", meta, address.lower())
+    users = await _active_by_email(db, address)
+    if not users:
+        return []
+    for user in users:
+        await audit.record(db, action="username.reminder", outcome="success", actor_id=user.id,
+                           patient_id=user.patient_id, resource=f"user:{user.id}",
+                           request_id=meta.request_id, ip=meta.ip)
+    await db.commit()
+    to = users[0].email or address
+    return [mail.username_reminder(to=to, usernames=[u.username for u in users],
+                                   clinic=settings.clinic_name)]
