@@ -1,0 +1,358 @@
+"""Signing in and out: passwords, throttling and lockout, the two-factor step.
+
+Guarantees:
+- An unknown username, a wrong password, a pending or disabled account and a
+  locked account all get the same ``invalid_credentials`` answer after the
+  same work (one argon2 verification, against a dummy hash when there is no
+  user) and the same growing delay, so the answer says nothing about who
+  has an account.
+- Failures are counted per normalized username (hashed in the counter key,
+  whether or not the account exists) and per IP address. ``LOCK_AFTER``
+  failures lock the username for ``LOCK_SECONDS``; an existing user gets
+  ``locked_until`` set and one email per lock. Too many failures from one IP
+  address give 429.
+- Every sign-in creates a new session (and ends any session the browser
+  presented), so a planted cookie never becomes an authenticated one; the
+  step from two-factor to full rotates the session again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rtc_server import audit
+from rtc_server.auth import mfa, throttle
+from rtc_server.auth.accounts import normalize_username
+from rtc_server.auth.models import AuthSession, SessionStage, User, UserPublic, UserStatus
+from rtc_server.auth.passwords import hash_secret, needs_rehash, verify_secret
+from rtc_server.auth.sessions import create_session, end_session, load_session
+from rtc_server.auth.tokens import token_hash
+from rtc_server.config import Settings
+from rtc_server.context import RequestMeta
+from rtc_server.db import as_utc, utcnow
+from rtc_server.errors import RateLimited, Unauthorized
+
+log = logging.getLogger("rtc_server.auth.login")
+
+LOCK_AFTER = 5
+LOCK_SECONDS = 15 * 60
+#: Failures count toward a lock if they fall within this window of the first.
+FAILURE_WINDOW_SECONDS = 60 * 60
+IP_LIMIT = 50
+IP_WINDOW_SECONDS = 15 * 60
+MFA_ATTEMPTS_PER_SESSION = 5
+DELAY_STEP_SECONDS = 0.2
+DELAY_MAX_SECONDS = 2.0
+_NO_LIMIT = 1_000_000_000
+
+INVALID_CREDENTIALS = "Incorrect username or password, or the account is temporarily locked."
+INVALID_CODE = "That code is not right. Try the current code from your app, or a recovery code."
+
+
+class LoginStatus(enum.StrEnum):
+    ok = "ok"
+    mfa_required = "mfa_required"
+    mfa_enroll_required = "mfa_enroll_required"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    status: LoginStatus
+    token: str
+    user: User
+
+
+def public_user(user: User) -> UserPublic:
+    return UserPublic(
+        id=user.id or 0, username=user.username, role=user.role, display_name=user.display_name,
+        mfa_enabled=user.mfa_enabled, patient_id=user.patient_id,
+    )
+
+
+def stage_after_password(user: User) -> SessionStage:
+    if user.mfa_enabled:
+        return SessionStage.mfa_pending
+    if mfa.mfa_required_for(user.role):
+        return SessionStage.mfa_enroll
+    return SessionStage.full
+
+
+_STATUS_FOR_STAGE = {
+    SessionStage.full: LoginStatus.ok,
+    SessionStage.mfa_pending: LoginStatus.mfa_required,
+    SessionStage.mfa_enroll: LoginStatus.mfa_enroll_required,
+}
+
+
+async def mail_quietly(mailer: Any, to: str | None, subject: str, text: str) -> None:
+    """Send a notice; a mail outage must not turn a security action into an error."""
+    if not to:
+        return
+    try:
+        await mailer.send(to, subject, text)
+    except Exception as exc:  # the mailer logs the cause; the action already happened
+        log.warning("notice mail not sent: %s", type(exc).__name__)
+
+
+#: Strong references to fire-and-forget notice tasks (asyncio keeps only weak ones).
+_pending_notices: set[asyncio.Task[None]] = set()
+
+
+def _in_background(job: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(job)
+    _pending_notices.add(task)
+    task.add_done_callback(_pending_notices.discard)
+
+
+def _user_key(norm: str) -> str:
+    return throttle.key_for("login:user", norm)
+
+
+def _lock_key(norm: str) -> str:
+    return throttle.key_for("login:lock", norm)
+
+
+def _ip_key(ip: str | None) -> str:
+    return throttle.key_for("login:ip", ip or "unknown")
+
+
+def _resource(user: User | None, norm: str) -> str:
+    # No usernames of accounts that don't exist in the log: a hash links attempts.
+    return f"user:{user.id}" if user is not None else throttle.key_for("username", norm)
+
+
+async def _is_locked(db: AsyncSession, user: User | None, norm: str, now: datetime) -> bool:
+    if user is not None:
+        until = as_utc(user.locked_until)
+        if until is not None and until > now:
+            return True
+    return await throttle.current(db, _lock_key(norm), LOCK_SECONDS) > 0
+
+
+async def _check_ip(db: AsyncSession, ip: str | None) -> None:
+    row = await throttle.current(db, _ip_key(ip), IP_WINDOW_SECONDS)
+    if row >= IP_LIMIT:
+        raise RateLimited(retry_after=IP_WINDOW_SECONDS)
+
+
+async def failure_delay(failures: int) -> None:
+    await asyncio.sleep(min(DELAY_MAX_SECONDS, DELAY_STEP_SECONDS * max(1, failures)))
+
+
+async def record_failure(
+    db: AsyncSession, *, norm: str, user: User | None, meta: RequestMeta, settings: Settings,
+    mailer: Any, action: str = "login.failure", already_locked: bool = False,
+) -> int:
+    """Count a failed proof of identity (password or code) and lock when due.
+
+    Commits. Returns the username's failure count, for the caller's delay.
+    Also used when a signed-in user gives a wrong current password.
+    """
+    now = utcnow()
+    failures = await throttle.hit(
+        db, _user_key(norm), limit=_NO_LIMIT, window_seconds=FAILURE_WINDOW_SECONDS
+    )
+    await throttle.hit(db, _ip_key(meta.ip), limit=_NO_LIMIT, window_seconds=IP_WINDOW_SECONDS)
+    newly_locked_user: User | None = None
+    if failures >= LOCK_AFTER and not already_locked:
+        await throttle.hit(db, _lock_key(norm), limit=_NO_LIMIT, window_seconds=LOCK_SECONDS)
+        await throttle.reset(db, _user_key(norm))
+        if user is not None and user.id is not None:
+            until = now + timedelta(seconds=LOCK_SECONDS)
+            result = await db.exec(  # type: ignore[call-overload]
+                update(User)
+                .where(col(User.id) == user.id,
+                       or_(col(User.locked_until).is_(None), col(User.locked_until) <= now))
+                .values(locked_until=until, failed_logins=0)
+            )
+            if result.rowcount == 1:  # this request made the lock: mail once
+                user.locked_until = until
+                newly_locked_user = user
+        await audit.record(
+            db, action="account.lock", outcome="success",
+            actor_id=user.id if user else None, resource=_resource(user, norm),
+            request_id=meta.request_id, ip=meta.ip,
+        )
+    elif user is not None and user.id is not None:
+        await db.exec(  # type: ignore[call-overload]
+            update(User).where(col(User.id) == user.id).values(failed_logins=failures)
+        )
+    await audit.record(
+        db, action=action, outcome="failure", actor_id=user.id if user else None,
+        actor_role=user.role if user else None, resource=_resource(user, norm),
+        request_id=meta.request_id, ip=meta.ip,
+    )
+    await db.commit()
+    if newly_locked_user is not None:
+        minutes = LOCK_SECONDS // 60
+        # In the background: waiting for SMTP here would make the answer for an
+        # existing account slower than for a made-up name, revealing which is which.
+        _in_background(mail_quietly(
+            mailer, newly_locked_user.email, f"{settings.clinic_name}: your account was locked",
+            f"Hello {newly_locked_user.display_name or newly_locked_user.username},\n\n"
+            f"Your account was locked after failed sign-ins. You can try again in {minutes} minutes.\n\n"
+            "If this wasn't you, someone may be guessing your password. After the lock ends, "
+            f"reset your password here:\n{settings.base_url}/forgot-password.html\n\n"
+            f"{settings.clinic_name}\n",
+        ))
+    return failures
+
+
+async def _clear_failures(db: AsyncSession, user: User) -> None:
+    await throttle.reset(db, _user_key(user.username_norm))
+    user.failed_logins = 0
+    user.locked_until = None
+    db.add(user)
+
+
+async def _end_presented(db: AsyncSession, old_token: str | None) -> None:
+    """End the session the browser came with, if any: sign-in never reuses it."""
+    if old_token and len(old_token) <= 128:
+        await end_session(db, token_hash(old_token))
+
+
+async def sign_in(
+    db: AsyncSession, *, username: str, password: str, meta: RequestMeta, settings: Settings,
+    mailer: Any, old_token: str | None = None,
+) -> LoginResult:
+    """Check a username and password; on success a new session (full, or a
+    partial one waiting for two-factor). Raises Unauthorized
+    (``invalid_credentials``) or RateLimited."""
+    norm = normalize_username(username)
+    await _check_ip(db, meta.ip)
+    user = (
+        await db.exec(select(User).where(User.username_norm == norm))
+    ).first() if norm else None
+    ok = await verify_secret(user.password_hash if user else None, password)
+    now = utcnow()
+    locked = await _is_locked(db, user, norm, now)
+    if not ok or user is None or user.status != UserStatus.active or locked:
+        failures = await record_failure(
+            db, norm=norm, user=user, meta=meta, settings=settings, mailer=mailer,
+            already_locked=locked,
+        )
+        await failure_delay(failures)
+        raise Unauthorized(INVALID_CREDENTIALS, code="invalid_credentials")
+
+    if needs_rehash(user.password_hash):
+        user.password_hash = await hash_secret(password)
+        db.add(user)
+    stage = stage_after_password(user)
+    if stage == SessionStage.full:
+        # With two-factor pending the count stays: code failures add to it.
+        await _clear_failures(db, user)
+    await _end_presented(db, old_token)
+    token = await create_session(db, user, stage, meta, settings)
+    await audit.record(
+        db, action="login.success" if stage == SessionStage.full else "login.password_ok",
+        actor_id=user.id, actor_role=user.role, resource=f"user:{user.id}",
+        request_id=meta.request_id, ip=meta.ip,
+    )
+    await db.commit()
+    return LoginResult(_STATUS_FOR_STAGE[stage], token, user)
+
+
+async def promote_session(
+    db: AsyncSession, *, old_session_id: str, user: User, meta: RequestMeta, settings: Settings
+) -> str:
+    """End a partial session and start a full one (the caller commits)."""
+    await end_session(db, old_session_id)
+    return await create_session(db, user, SessionStage.full, meta, settings)
+
+
+async def complete_mfa(
+    db: AsyncSession, *, token: str | None, code: str, meta: RequestMeta, settings: Settings,
+    mailer: Any,
+) -> LoginResult:
+    """The second step: a TOTP code or an unused recovery code turns an
+    ``mfa_pending`` session into a new full one. After
+    ``MFA_ATTEMPTS_PER_SESSION`` wrong codes the partial session ends."""
+    found = await load_session(db, token, settings)
+    if found is None or found[0].stage != SessionStage.mfa_pending:
+        raise Unauthorized()
+    sess, user = found
+    now = utcnow()
+    locked = await _is_locked(db, user, user.username_norm, now)
+    kind = None if locked else await mfa.check_code(db, user, code, settings.secret)
+    if kind is None:
+        attempts = await throttle.hit(
+            db, throttle.key_for("login:mfa", sess.id), limit=_NO_LIMIT,
+            window_seconds=settings.session_absolute_seconds,
+        )
+        if attempts >= MFA_ATTEMPTS_PER_SESSION or locked:
+            await end_session(db, sess.id)
+        failures = await record_failure(
+            db, norm=user.username_norm, user=user, meta=meta, settings=settings, mailer=mailer,
+            action="login.mfa_failure", already_locked=locked,
+        )
+        await failure_delay(failures)
+        raise Unauthorized(INVALID_CODE, code="invalid_code")
+
+    await throttle.reset(db, throttle.key_for("login:mfa", sess.id))
+    await _clear_failures(db, user)
+    new_token = await promote_session(db, old_session_id=sess.id, user=user, meta=meta,
+                                      settings=settings)
+    if kind == "recovery":
+        await audit.record(
+            db, action="mfa.recovery_used", actor_id=user.id, actor_role=user.role,
+            resource=f"user:{user.id}", request_id=meta.request_id, ip=meta.ip,
+        )
+    await audit.record(
+        db, action="login.success", actor_id=user.id, actor_role=user.role,
+        resource=f"user:{user.id}", request_id=meta.request_id, ip=meta.ip,
+    )
+    await db.commit()
+    if kind == "recovery":
+        await mail_quietly(
+            mailer, user.email, f"{settings.clinic_name}: a recovery code was used",
+            "A two-factor recovery code was just used to sign in to your account. "
+            "Each code works once. If this wasn't you, reset your password and "
+            "contact the clinic.\n",
+        )
+    return LoginResult(LoginStatus.ok, new_token, user)
+
+
+async def sign_out(db: AsyncSession, *, token: str | None, meta: RequestMeta, settings: Settings) -> None:
+    """End the cookie's session on the server (a replayed cookie then fails)."""
+    found = await load_session(db, token, settings, touch=False)
+    if token:
+        await _end_presented(db, token)
+    if found is not None:
+        sess, user = found
+        await audit.record(
+            db, action="logout", actor_id=user.id, actor_role=user.role,
+            resource=f"session:{sess.public_id}", request_id=meta.request_id, ip=meta.ip,
+        )
+    await db.commit()
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    session: AuthSession
+    user: User
+    idle_expires_at: datetime
+    absolute_expires_at: datetime
+
+
+async def session_info(db: AsyncSession, *, token: str | None, settings: Settings) -> SessionInfo:
+    """The cookie's session and its deadlines, without counting as activity
+    (so a page polling for the idle warning doesn't keep itself alive)."""
+    found = await load_session(db, token, settings, touch=False)
+    if found is None:
+        raise Unauthorized()
+    sess, user = found
+    last_seen = as_utc(sess.last_seen_at)
+    expires = as_utc(sess.expires_at)
+    assert last_seen is not None and expires is not None
+    idle = min(expires, last_seen + timedelta(seconds=settings.session_idle_seconds))
+    return SessionInfo(sess, user, idle, expires)

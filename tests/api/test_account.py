@@ -1,0 +1,248 @@
+"""Account Settings: contact details (a new email only after its link),
+username, password, security question, notification choices."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from sqlmodel import select
+
+from rtc_server.audit import AuditEvent
+from rtc_server.auth.accounts import create_account
+from rtc_server.auth.models import Role, User
+from rtc_server.auth.passwords import normalize_answer, verify_secret
+
+PASSWORD = "Maple-Harvest-81"
+EMAIL = "maria.lopez@example.org"
+
+
+async def signed_in_patient(client, session_factory, secrets_seen, username: str = "maria.lopez") -> int:
+    secrets_seen.add(PASSWORD)
+    async with session_factory() as s:
+        user = await create_account(s, username=username, password=PASSWORD, role=Role.patient,
+                                    email=f"{username}@example.org", display_name="Maria Lopez")
+        await s.commit()
+    r = await client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
+    assert r.status_code == 200
+    secrets_seen.add(client.cookies["rtc_session"])
+    return user.id
+
+
+async def audit_actions(session_factory) -> list[str]:
+    async with session_factory() as s:
+        return [e.action for e in (await s.exec(select(AuditEvent))).all()]
+
+
+def field_errors(r) -> dict[str, str]:
+    return {f["field"]: f["message"] for f in r.json()["error"]["fields"]}
+
+
+async def test_account_shows_settings_and_no_secrets(client, session_factory, secrets_seen) -> None:
+    await signed_in_patient(client, session_factory, secrets_seen)
+    r = await client.get("/api/v1/account")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["username"] == "maria.lopez"
+    assert body["email"] == EMAIL and body["pending_email"] is None
+    assert body["role"] == "patient" and body["mfa_required"] is False
+    assert body["address"] == {"line": None, "city": None, "state": None, "zip": None}
+    assert body["notifications"]["lab_results"] == {"email": True, "sms": False}
+    assert set(body["notifications"]) == {"appointment_reminders", "new_messages", "lab_results",
+                                          "refill_updates"}
+    assert "password_hash" not in r.text and "security_answer" not in r.text and "mfa_secret" not in r.text
+
+
+async def test_account_needs_a_session(client) -> None:
+    assert (await client.get("/api/v1/account")).status_code == 401
+    assert (await client.patch("/api/v1/account/contact", json={"phone": "555 010 1234"})).status_code == 401
+
+
+async def test_phone_and_address_change_at_once(client, session_factory, secrets_seen) -> None:
+    await signed_in_patient(client, session_factory, secrets_seen)
+    r = await client.patch("/api/v1/account/contact", json={
+        "phone": "+1 555 010 1234",
+        "address": {"line": "12 Elm St", "city": "Springfield", "state": "MA", "zip": "01101"},
+    })
+    assert r.status_code == 200
+    assert r.json()["phone"] == "+1 555 010 1234"
+    assert r.json()["address"]["city"] == "Springfield"
+    assert (await client.get("/api/v1/account")).json()["address"]["zip"] == "01101"
+    bad = await client.patch("/api/v1/account/contact", json={"phone": "call me", "address": {"zip": "12"}})
+    assert bad.status_code == 422
+    assert set(field_errors(bad)) == {"phone", "address.zip"}
+    assert "account.contact_update" in await audit_actions(session_factory)
+
+
+async def test_new_email_waits_for_its_confirmation_link(
+    client, make_client, session_factory, smtp, secrets_seen
+) -> None:
+    await signed_in_patient(client, session_factory, secrets_seen)
+    r = await client.patch("/api/v1/account/contact", json={"email": "maria.new@example.org"})
+    assert r.status_code == 200
+    assert r.json()["email"] == EMAIL
+    assert r.json()["pending_email"] == "maria.new@example.org"
+
+    await smtp.wait_for(2)
+    [confirm_mail] = smtp.to("maria.new@example.org")
+    [notice] = smtp.to(EMAIL)
+    assert "email address" in smtp.text(notice)
+    assert not smtp.links(notice) or all("token=" not in link for link in smtp.links(notice))
+    link = next(x for x in smtp.links(confirm_mail) if "/confirm-email.html" in x)
+    assert link.startswith("http://testserver/confirm-email.html?token=")
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    secrets_seen.add(token)
+
+    # The link works without a session (opened on another device), once.
+    anonymous = await make_client()
+    ok = await anonymous.post("/api/v1/account/email/confirm", json={"token": token})
+    assert ok.status_code == 200
+    after = (await client.get("/api/v1/account")).json()
+    assert after["email"] == "maria.new@example.org" and after["pending_email"] is None
+    reused = await anonymous.post("/api/v1/account/email/confirm", json={"token": token})
+    assert reused.status_code == 410
+    assert reused.json()["error"]["code"] == "token_used"
+    bogus = await anonymous.post("/api/v1/account/email/confirm", json={"token": "not-a-real-token"})
+    assert bogus.status_code == 404
+    actions = await audit_actions(session_factory)
+    assert "account.email_change_request" in actions and "account.email_change" in actions
+
+
+async def test_invalid_email_is_named(client, session_factory, secrets_seen) -> None:
+    await signed_in_patient(client, session_factory, secrets_seen)
+    r = await client.patch("/api/v1/account/contact", json={"email": "not-an-email"})
+    assert r.status_code == 422
+    assert "email" in field_errors(r)
+
+
+async def test_username_change_needs_the_password_and_a_free_name(
+    client, make_client, session_factory, secrets_seen
+) -> None:
+    await signed_in_patient(client, session_factory, secrets_seen)
+    async with session_factory() as s:
+        await create_account(s, username="john.smith", password=PASSWORD, role=Role.patient)
+        await s.commit()
+
+    wrong = await client.post("/api/v1/account/username",
+                              json={"username": "maria.l2", "current_password": "Bad-Guess-99"})
+    assert wrong.status_code == 422 and "current_password" in field_errors(wrong)
+    taken = await client.post("/api/v1/account/username",
+                              json={"username": "JOHN.SMITH", "current_password": PASSWORD})
+    assert taken.status_code == 422 and "username" in field_errors(taken)
+    short = await client.post("/api/v1/account/username",
+                              json={"username": "ml", "current_password": PASSWORD})
+    assert short.status_code == 422 and "username" in field_errors(short)
+
+    ok = await client.post("/api/v1/account/username",
+                           json={"username": "MariaL.2024", "current_password": PASSWORD})
+    assert ok.status_code == 200
+    assert ok.json()["username"] == "MariaL.2024"
+    fresh = await make_client()
+    assert (await fresh.post("/api/v1/auth/login",
+                             json={"username": "marial.2024", "password": PASSWORD})).status_code == 200
+    old = await make_client()
+    assert (await old.post("/api/v1/auth/login",
+                           json={"username": "maria.lopez", "password": PASSWORD})).status_code == 401
+    assert "account.username_change" in await audit_actions(session_factory)
+
+
+async def test_password_change_ends_other_sessions_and_mails_a_notice(
+    client, make_client, session_factory, smtp, secrets_seen
+) -> None:
+    await signed_in_patient(client, session_factory, secrets_seen)
+    laptop = await make_client()
+    await laptop.post("/api/v1/auth/login", json={"username": "maria.lopez", "password": PASSWORD})
+    new_password = "Quiet-River-Stone-27"
+    secrets_seen.add(new_password)
+
+    weak = await client.post("/api/v1/account/password",
+                             json={"current_password": PASSWORD, "new_password": "short"})
+    assert weak.status_code == 422 and set(field_errors(weak)) == {"new_password"}
+    with_name = await client.post("/api/v1/account/password",
+                                  json={"current_password": PASSWORD, "new_password": "Maria.Lopez-1999"})
+    assert with_name.status_code == 422
+    assert "username" in field_errors(with_name)["new_password"]
+    wrong = await client.post("/api/v1/account/password",
+                              json={"current_password": "Nope-Nope-123", "new_password": new_password})
+    assert wrong.status_code == 422 and "current_password" in field_errors(wrong)
+
+    ok = await client.post("/api/v1/account/password",
+                           json={"current_password": PASSWORD, "new_password": new_password})
+    assert ok.status_code == 200
+    assert (await laptop.get("/api/v1/account")).status_code == 401
+    assert (await client.get("/api/v1/account")).status_code == 200
+    await smtp.wait_for(1)
+    assert any("password" in smtp.text(m) for m in smtp.to(EMAIL))
+    assert all(new_password not in smtp.text(m) for m in smtp.messages)
+
+    fresh = await make_client()
+    assert (await fresh.post("/api/v1/auth/login",
+                             json={"username": "maria.lopez", "password": new_password})).status_code == 200
+    assert "password.change" in await audit_actions(session_factory)
+
+
+async def test_security_question_is_stored_hashed_and_never_returned(
+    client, session_factory, secrets_seen
+) -> None:
+    user_id = await signed_in_patient(client, session_factory, secrets_seen)
+    answer = "Grandma Rosa's Kitchen"
+    secrets_seen.add(answer)
+    missing = await client.post("/api/v1/account/security-question", json={
+        "current_password": PASSWORD, "security_question": "Why?", "security_answer": "x",
+    })
+    assert missing.status_code == 422
+    assert set(field_errors(missing)) == {"security_question", "security_answer"}
+    r = await client.post("/api/v1/account/security-question", json={
+        "current_password": PASSWORD, "security_question": "Where did you eat on Sundays?",
+        "security_answer": answer,
+    })
+    assert r.status_code == 200
+    assert r.json()["security_question"] == "Where did you eat on Sundays?"
+    assert answer not in r.text and answer.casefold() not in r.text
+    async with session_factory() as s:
+        stored = (await s.get(User, user_id)).security_answer_hash
+    assert stored.startswith("$argon2id$")
+    assert await verify_secret(stored, normalize_answer("  grandma ROSA'S   kitchen "))
+
+
+async def test_notification_choices_are_validated_strictly(client, session_factory, secrets_seen) -> None:
+    await signed_in_patient(client, session_factory, secrets_seen)
+    unknown = await client.put("/api/v1/account/notifications",
+                               json={"lab_results": {"email": True, "sms": False},
+                                     "weather_alerts": {"email": True, "sms": False}})
+    assert unknown.status_code == 422
+    assert "weather_alerts" in field_errors(unknown)
+    not_bool = await client.put("/api/v1/account/notifications",
+                                json={"lab_results": {"email": "yes", "sms": False}})
+    assert not_bool.status_code == 422 and "lab_results.email" in field_errors(not_bool)
+    no_phone = await client.put("/api/v1/account/notifications",
+                                json={"new_messages": {"email": True, "sms": True}})
+    assert no_phone.status_code == 422 and "new_messages.sms" in field_errors(no_phone)
+
+    await client.patch("/api/v1/account/contact", json={"phone": "555 010 7777"})
+    ok = await client.put("/api/v1/account/notifications", json={
+        "appointment_reminders": {"email": False, "sms": True},
+        "new_messages": {"email": True, "sms": True},
+        "lab_results": {"email": True, "sms": False},
+        "refill_updates": {"email": False, "sms": False},
+    })
+    assert ok.status_code == 200
+    prefs = (await client.get("/api/v1/account")).json()["notifications"]
+    assert prefs["appointment_reminders"] == {"email": False, "sms": True}
+    assert prefs["refill_updates"] == {"email": False, "sms": False}
+    assert "account.notifications_update" in await audit_actions(session_factory)
+
+
+async def test_wrong_current_passwords_count_toward_the_lock(
+    client, make_client, session_factory, monkeypatch, secrets_seen
+) -> None:
+    from rtc_server.auth import login
+
+    monkeypatch.setattr(login, "DELAY_STEP_SECONDS", 0.01)
+    await signed_in_patient(client, session_factory, secrets_seen)
+    for _ in range(login.LOCK_AFTER):
+        r = await client.post("/api/v1/account/password",
+                              json={"current_password": "Guessing-Again-1", "new_password": "Other-Thing-99"})
+        assert r.status_code == 422
+    fresh = await make_client()
+    r = await fresh.post("/api/v1/auth/login", json={"username": "maria.lopez", "password": PASSWORD})
+    assert r.status_code == 401

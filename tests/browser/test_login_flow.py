@@ -1,0 +1,80 @@
+"""Logging in through the real page: a patient lands on the dashboard; a
+provider is taken through two-factor enrolment first, then to the staff page."""
+
+from __future__ import annotations
+
+import re
+
+import pyotp
+import pytest
+
+from rtc_server.auth.accounts import create_account
+from rtc_server.auth.models import Role
+from rtc_server.db import create_engine, make_session_factory
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "Lilac-Summit-46"
+
+
+async def make_user(live_server, username: str, role: Role) -> None:
+    # The server's own engine lives on its thread's event loop; use our own.
+    engine = create_engine(live_server.settings)
+    try:
+        async with make_session_factory(engine)() as s:
+            await create_account(s, username=username, password=PASSWORD, role=role,
+                                 display_name=username.title(), email=f"{username}@example.org")
+            await s.commit()
+    finally:
+        await engine.dispose()
+
+
+async def fill_login(page, live_server, username: str) -> None:
+    await page.goto(f"{live_server.url}/login.html")
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+
+
+async def test_patient_logs_in_and_lands_on_the_dashboard(
+    live_server, browser_page, secrets_seen
+) -> None:
+    secrets_seen.add(PASSWORD)
+    await make_user(live_server, "maria.lopez", Role.patient)
+    page = browser_page
+
+    # A wrong password first: the page shows the server's message and stays put.
+    await page.goto(f"{live_server.url}/login.html")
+    await page.get_by_label("Username").fill("maria.lopez")
+    await page.get_by_label("Password").fill("Not-The-Password-1")
+    await page.get_by_role("button", name="Log in").click()
+    await page.get_by_text("Incorrect username or password").wait_for()
+
+    await fill_login(page, live_server, "maria.lopez")
+    await page.wait_for_url(re.compile(r"/app/dashboard\.html$"))
+    await page.get_by_role("heading", name="Dashboard").wait_for()
+
+
+async def test_provider_enrols_in_two_factor_on_the_login_page(
+    live_server, browser_page, secrets_seen
+) -> None:
+    secrets_seen.add(PASSWORD)
+    await make_user(live_server, "dr.okafor", Role.provider)
+    page = browser_page
+    await fill_login(page, live_server, "dr.okafor")
+
+    await page.get_by_role("heading", name="Set up two-factor authentication").wait_for()
+    secret_text = await page.locator("#enrol-step code.secret").inner_text()
+    secret = re.sub(r"\s+", "", secret_text)
+    secrets_seen.add(secret)
+    assert re.fullmatch(r"[A-Z2-7]{32}", secret)
+    await page.get_by_label("6-digit code from your app").fill(pyotp.TOTP(secret).now())
+    await page.get_by_role("button", name="Turn on two-factor authentication").click()
+
+    await page.get_by_role("heading", name="Save your recovery codes").wait_for()
+    codes = await page.get_by_role("list", name="Recovery codes").locator("li").all_inner_texts()
+    secrets_seen.update(codes)
+    assert len(codes) == 10
+    await page.get_by_role("button", name="I saved these").click()
+    await page.wait_for_url(re.compile(r"/staff/verifications\.html$"))
+    await page.get_by_role("heading", name="Verification queue").wait_for()
