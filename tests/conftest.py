@@ -40,7 +40,7 @@ from rtc_server.cli import install_log_filters
 from rtc_server.config import Settings
 from rtc_server.db import create_engine
 from rtc_server.migrate import upgrade
-from tests.harness import IN_CI, SAMPLES, need  # noqa: F401 (re-exported for tests)
+from tests.harness import IN_CI, SAMPLES, csrf_client, make_settings, need  # noqa: F401
 
 PG_URL = os.environ.get("RTC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("RTC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -196,19 +196,6 @@ async def redis_url() -> str:
     return REDIS_URL
 
 
-def make_settings(tmp_path: Path, database_url: str, smtp: SmtpSink, **extra: object) -> Settings:
-    values: dict[str, object] = {
-        "data_dir": tmp_path / "data",
-        "database_url": database_url,
-        "smtp_url": f"smtp://127.0.0.1:{smtp.port}",  # type: ignore[attr-defined]
-        "base_url": "http://testserver",
-        "secret_key": "test-secret-" + "x" * 40,
-        "redis_url": None,
-    }
-    values.update(extra)
-    return Settings(**values)  # type: ignore[arg-type]
-
-
 @pytest_asyncio.fixture
 async def settings(tmp_path: Path, database_url: str, smtp: SmtpSink) -> Settings:
     cfg = make_settings(tmp_path, database_url, smtp)
@@ -230,16 +217,6 @@ async def app(settings: Settings) -> AsyncIterator[object]:
 @pytest.fixture
 def session_factory(app: object) -> object:
     return app.state.session_factory  # type: ignore[attr-defined]
-
-
-async def csrf_client(app: object, base_url: str = "http://testserver") -> httpx.AsyncClient:
-    """An API client that, like the web pages, echoes the CSRF cookie."""
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url=base_url  # type: ignore[arg-type]
-    )
-    r = await client.get("/api/v1/auth/csrf")
-    client.headers["X-CSRF-Token"] = r.json()["csrf_token"]
-    return client
 
 
 @pytest_asyncio.fixture
