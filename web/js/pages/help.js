@@ -1,0 +1,6 @@
+// /app/help.html (Help Desk tab). The portal layout checks the session; the tab's own
+// features attach to #main-content.
+
+import { initPortal } from "../portal.js";
+
+await initPortal();
