@@ -17,10 +17,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rtc_server import __version__
-from rtc_server.errors import InvalidInput
+from rtc_server.errors import InvalidInput, NotFound, PayloadTooLarge
 
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 64 * 1024
+#: Largest id a database column holds (BIGINT); larger path ids cannot exist.
+MAX_ID = 2**63 - 1
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -73,22 +75,37 @@ def validation_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> Inva
     )
 
 
+async def _read_limited(request: Request) -> bytes:
+    """The body, refusing (413) as soon as it passes MAX_BODY_BYTES, so a huge
+    upload is never held in memory."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise PayloadTooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise PayloadTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_body(request: Request, model: type[M]) -> M:
-    """Parse a JSON body into ``model``; raise InvalidInput naming the field."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise InvalidInput("body", "The request body is too large.")
+    """Parse a JSON object body into ``model``; raise InvalidInput naming the field.
+
+    pydantic's own JSON parser is used: it bounds nesting depth and rejects
+    lone surrogates, which would otherwise fail later in ``str.encode``.
+    """
+    raw = await _read_limited(request)
     try:
-        data = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInput("body", "The request body must be JSON.") from None
-    except RecursionError:
-        raise InvalidInput("body", "The request body is nested too deeply.") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("body", "The request body must be a JSON object.")
-    try:
-        return model.model_validate(data)
+        return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
+        errors = exc.errors()
+        if errors and errors[0]["type"] == "json_invalid":
+            raise InvalidInput("body", "The request body must be valid JSON.") from None
+        if errors and errors[0]["type"] == "model_type" and not errors[0]["loc"]:
+            raise InvalidInput("body", "The request body must be a JSON object.") from None
         raise validation_error(exc) from None
 
 
@@ -101,12 +118,13 @@ def read_query(request: Request, model: type[M]) -> M:
 
 def path_int(request: Request, name: str = "id") -> int:
     value = request.path_params.get(name)
-    if isinstance(value, int):
-        return value
     try:
-        return int(str(value))
+        number = value if isinstance(value, int) else int(str(value))
     except ValueError:
         raise InvalidInput(name, "Must be a whole number.") from None
+    if not 0 <= number <= MAX_ID:
+        raise NotFound()
+    return number
 
 
 class JsonResponse(Response):

@@ -59,7 +59,10 @@ async def _seal_forever(app: Starlette) -> None:
     while True:
         await asyncio.sleep(SEAL_EVERY_SECONDS)
         try:
-            await audit.seal(app.state.session_factory, app.state.settings.secret)
+            await audit.seal(
+                app.state.session_factory, app.state.settings.secret,
+                head_file=app.state.settings.audit_head_file,
+            )
         except Exception:  # keep sealing; a failed round is retried next tick
             log.exception("audit sealing failed")
 

@@ -6,7 +6,9 @@ stores ``seq`` (unique) and ``digest = HMAC(secret, prev_digest || row)``.
 Sealing after commit, rather than hashing at insert, keeps concurrent writers
 on several instances from forking the chain; ``seq`` being unique means two
 sealers cannot both extend it. ``verify`` walks the chain and names the first
-row whose stored digest does not match its contents.
+row whose stored digest does not match its contents. Each seal also records
+the chain's head (``seq`` and digest) outside the database, in the data dir
+and the log, so cutting rows off the end of the chain is detected too.
 
 Rows never hold health data or secrets: ids, action names and outcomes only.
 """
@@ -16,15 +18,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
+import anyio.to_thread
 from sqlalchemy import Column, DateTime, Index, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rtc_server.db import SessionFactory, as_utc, utcnow
+
+log = logging.getLogger("rtc_server.audit")
 
 
 class AuditEvent(SQLModel, table=True):
@@ -79,12 +86,49 @@ def _digest(key: bytes, prev: str, row: AuditEvent) -> str:
     return hmac.new(key, prev.encode() + b"|" + _canonical(row), hashlib.sha256).hexdigest()
 
 
-async def seal(session_factory: SessionFactory, key: bytes, *, batch: int = 500) -> int:
+def read_head(path: Path) -> tuple[int, str] | None:
+    try:
+        seq, digest = path.read_text().split()
+        return int(seq), digest
+    except (OSError, ValueError):
+        return None
+
+
+def _write_head(path: Path, seq: int, digest: str) -> None:
+    known = read_head(path)
+    if known is not None and known[0] >= seq:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{seq} {digest}\n")
+    tmp.replace(path)
+
+
+async def seal(
+    session_factory: SessionFactory, key: bytes, *, head_file: Path | None = None,
+    batch: int = 500,
+) -> int:
     """Chain unsealed rows in id order; returns how many were sealed.
 
     Safe to run on every instance at once: a sealer that loses the race on
     ``seq`` rolls back and leaves the work to the winner.
     """
+    total = await _seal_rows(session_factory, key, batch)
+    if total and head_file is not None:
+        async with session_factory() as session:
+            last = (
+                await session.exec(
+                    select(AuditEvent).where(col(AuditEvent.seq).is_not(None))
+                    .order_by(col(AuditEvent.seq).desc()).limit(1)
+                )
+            ).first()
+        if last is not None and last.seq and last.digest:
+            await anyio.to_thread.run_sync(_write_head, head_file, last.seq, last.digest)
+            log.info("audit chain head seq=%d digest=%s", last.seq, last.digest)
+    return total
+
+
+async def _seal_rows(session_factory: SessionFactory, key: bytes, batch: int) -> int:
     total = 0
     while True:
         async with session_factory() as session:
@@ -127,11 +171,27 @@ class VerifyResult:
 
     @property
     def ok(self) -> bool:
-        return self.bad_row_id is None
+        return self.reason is None
 
 
-async def verify(session_factory: SessionFactory, key: bytes) -> VerifyResult:
-    """Walk the chain in ``seq`` order; report the first row that does not match."""
+async def verify(
+    session_factory: SessionFactory, key: bytes, *, head_file: Path | None = None
+) -> VerifyResult:
+    """Walk the chain in ``seq`` order; report the first row that does not match,
+    or rows missing from the end compared with the recorded head."""
+    result = await _verify_chain(session_factory, key)
+    if not result.ok or head_file is None:
+        return result
+    head = await anyio.to_thread.run_sync(read_head, head_file)
+    if head is not None and head[0] > result.checked:
+        result.reason = (
+            f"rows missing from the end: the chain stops at seq {result.checked}, "
+            f"but seq {head[0]} was sealed"
+        )
+    return result
+
+
+async def _verify_chain(session_factory: SessionFactory, key: bytes) -> VerifyResult:
     prev = ""
     expected_seq = 1
     checked = 0

@@ -127,14 +127,15 @@ async def _audit_verify(settings: Settings) -> int:
     engine = create_engine(settings)
     try:
         factory = make_session_factory(engine)
-        await audit.seal(factory, settings.secret)
-        result = await audit.verify(factory, settings.secret)
+        await audit.seal(factory, settings.secret, head_file=settings.audit_head_file)
+        result = await audit.verify(factory, settings.secret, head_file=settings.audit_head_file)
     finally:
         await engine.dispose()
     if result.ok:
         print(f"audit log intact: {result.checked} rows verified")
         return 0
-    print(f"audit log TAMPERED: row id {result.bad_row_id}: {result.reason}")
+    where = f"row id {result.bad_row_id}: " if result.bad_row_id is not None else ""
+    print(f"audit log TAMPERED: {where}{result.reason}")
     return 1
 
 

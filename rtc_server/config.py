@@ -126,6 +126,11 @@ class Settings(BaseSettings):
         return key.encode()
 
     @property
+    def audit_head_file(self) -> Path:
+        """Where the audit chain's head is recorded, outside the database."""
+        return self.data_dir / "audit-head"
+
+    @property
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
 

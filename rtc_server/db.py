@@ -39,13 +39,17 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
+    """Engines never put statement parameters in error messages: those hold
+    names, emails and hashes, and error messages reach the log."""
     url = settings.database_url_effective
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 10})
+        engine = create_async_engine(url, connect_args={"timeout": 10}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(
+        url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:

@@ -8,6 +8,7 @@ in one place (``rtc_server.http_errors``)::
     ├── NotFound          404  absent, or not yours (ids must not leak)
     ├── Conflict          409  uniqueness / state clash
     ├── Gone              410  expired or used token
+    ├── PayloadTooLarge   413  request body over the limit
     └── RateLimited       429  throttled; retry_after seconds
 """
 
@@ -73,6 +74,12 @@ class Gone(DomainError):
     status = 410
     code = "gone"
     message = "That link has expired or was already used."
+
+
+class PayloadTooLarge(DomainError):
+    status = 413
+    code = "too_large"
+    message = "The request body is too large."
 
 
 class RateLimited(DomainError):

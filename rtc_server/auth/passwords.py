@@ -5,6 +5,8 @@ blocks on a ~50 ms hash.
 
 from __future__ import annotations
 
+import unicodedata
+
 import anyio.to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -14,8 +16,13 @@ _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 _DUMMY_HASH = _hasher.hash("rtc-server timing equaliser")
 
 
+def _nfc(secret: str) -> str:
+    """The same password typed on macOS (NFD) and elsewhere (NFC) must match."""
+    return unicodedata.normalize("NFC", secret)
+
+
 async def hash_secret(secret: str) -> str:
-    return await anyio.to_thread.run_sync(_hasher.hash, secret)
+    return await anyio.to_thread.run_sync(_hasher.hash, _nfc(secret))
 
 
 def _verify(stored: str | None, secret: str) -> bool:
@@ -28,7 +35,7 @@ def _verify(stored: str | None, secret: str) -> bool:
 async def verify_secret(stored: str | None, secret: str) -> bool:
     """True if ``secret`` matches ``stored``; with ``stored=None`` it still
     spends the same time and returns False."""
-    return await anyio.to_thread.run_sync(_verify, stored, secret)
+    return await anyio.to_thread.run_sync(_verify, stored, _nfc(secret))
 
 
 def needs_rehash(stored: str) -> bool:

@@ -21,6 +21,9 @@ def _wrong_types(route: ApiRoute) -> list[bytes]:
         json.dumps({name: 12345 for name in fields}).encode(),
         json.dumps({name: {"$ne": None} for name in fields}).encode(),
         json.dumps({name: "x" * 5000 for name in fields}).encode(),
+        # A lone surrogate is valid JSON but not encodable text.
+        ("{" + ",".join(f'"{name}": "\\ud800"' for name in fields) + "}").encode(),
+        json.dumps({name: 10**30 for name in fields}).encode(),
     ]
 
 
@@ -33,6 +36,7 @@ async def test_no_route_answers_bad_bodies_with_a_server_error(
     for route in routes:
         for method in sorted((route.methods or set()) - {"HEAD", "GET"}):
             path = route.path.replace("{id:int}", "1").replace("{id}", "1")
+            huge_id = route.path.replace("{id:int}", "9" * 25).replace("{id}", "9" * 25)
             bodies = NASTY_BODIES + (_wrong_types(route) if route.body_model else [])
             for body in bodies:
                 r = await client.request(method, path, content=body,
@@ -41,4 +45,14 @@ async def test_no_route_answers_bad_bodies_with_a_server_error(
                 if r.status_code >= 400:
                     assert "error" in r.json()
                 checked += 1
+            if huge_id != path:
+                r = await client.request(method, huge_id, json={})
+                assert r.status_code < 500, (method, huge_id, r.text[:200])
     assert checked > 0
+
+
+async def test_oversized_body_is_refused_with_413(client: httpx.AsyncClient) -> None:
+    r = await client.post("/api/v1/auth/login", content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+                          headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "too_large"
