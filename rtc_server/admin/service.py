@@ -1,8 +1,15 @@
-"""Administration: searching the audit log.
+"""Administration: searching the audit log and managing user accounts.
 
-Only admins may search it (it is not patient data, so patients get 403 like
-everyone else), and every search is itself audited, so reading the log
-leaves a trace in it.
+Only admins may do either (it is not patient data, so patients get 403 like
+everyone else), and every search and change is itself audited, so reading the
+log or changing a role leaves a trace in it.
+
+Role changes keep the account model consistent: the patient role only for an
+account linked to a patient record, staff roles (provider, staff, admin) only
+for one that is not, and never an admin's own role (so there is always an
+admin who did not just promote themselves, and no one locks themselves out).
+A staff role needs two-factor: if the account has none, every session ends
+and the next sign-in must enrol.
 """
 
 from __future__ import annotations
@@ -10,17 +17,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rtc_server import audit
 from rtc_server.audit import AuditEvent
+from rtc_server.auth import login, mfa, throttle
 from rtc_server.auth.accounts import normalize_username
 from rtc_server.auth.current import Actor
-from rtc_server.auth.models import Role, User
+from rtc_server.auth.models import Role, User, UserStatus
+from rtc_server.auth.sessions import end_user_sessions
+from rtc_server.config import Settings
 from rtc_server.db import as_utc
+from rtc_server.errors import Conflict, InvalidInput, NotFound
 
 MAX_LIMIT = 500
+MAX_USER_LIMIT = 200
 
 
 class AuditQuery(BaseModel):
@@ -67,6 +80,19 @@ class AuditPage(BaseModel):
     next_before_id: int | None
 
 
+async def _require_admin(
+    db: AsyncSession, actor: Actor, action: str, resource: str | None = None
+) -> None:
+    """403 for anyone but an admin, after auditing the refusal."""
+    if actor.role != Role.admin:
+        await audit.record(
+            db, action=action, outcome="denied", actor_id=actor.user_id, actor_role=actor.role,
+            resource=resource, request_id=actor.meta.request_id, ip=actor.meta.ip,
+        )
+        await db.commit()
+        actor.require_role(Role.admin)
+
+
 async def _actor_ids(db: AsyncSession, actor: str) -> list[int]:
     """Users matching a username, or an id (digits may be either)."""
     ids = [int(actor)] if actor.isdigit() else []
@@ -81,13 +107,7 @@ async def _actor_ids(db: AsyncSession, actor: str) -> list[int]:
 async def search_audit(db: AsyncSession, actor: Actor, query: AuditQuery) -> AuditPage:
     """Rows newest first, ``query.limit`` at a time; pass ``next_before_id``
     back as ``before_id`` for the next page."""
-    if actor.role != Role.admin:
-        await audit.record(
-            db, action="audit.search", outcome="denied", actor_id=actor.user_id,
-            actor_role=actor.role, request_id=actor.meta.request_id, ip=actor.meta.ip,
-        )
-        await db.commit()
-        actor.require_role(Role.admin)
+    await _require_admin(db, actor, "audit.search")
     stmt = select(AuditEvent, User.username).join(
         User, col(User.id) == col(AuditEvent.actor_id), isouter=True
     )
@@ -125,3 +145,138 @@ async def search_audit(db: AsyncSession, actor: Actor, query: AuditQuery) -> Aud
     await db.commit()
     next_before = rows[-1].id if len(rows) == query.limit else None
     return AuditPage(rows=rows, next_before_id=next_before)
+
+
+# --- users -----------------------------------------------------------------
+
+class UserQuery(BaseModel):
+    role: Role | None = None
+    q: str | None = Field(default=None, max_length=64, description="Username prefix.")
+    limit: int = Field(default=50, ge=1, le=MAX_USER_LIMIT)
+    before_id: int | None = Field(default=None, ge=1)
+
+    @field_validator("role", "q", mode="before")
+    @classmethod
+    def _blank(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
+
+class UserRow(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    status: UserStatus
+    mfa_enabled: bool
+    created_at: datetime | None
+    locked_until: datetime | None
+
+
+class UserPage(BaseModel):
+    rows: list[UserRow]
+    next_before_id: int | None
+
+
+class RoleChange(BaseModel):
+    role: Role
+
+
+def _row(user: User) -> UserRow:
+    return UserRow(
+        id=user.id or 0, username=user.username, display_name=user.display_name, role=user.role,
+        status=user.status, mfa_enabled=user.mfa_enabled, created_at=as_utc(user.created_at),
+        locked_until=as_utc(user.locked_until),
+    )
+
+
+async def _record_user_action(
+    db: AsyncSession, actor: Actor, action: str, resource: str, outcome: str = "success"
+) -> None:
+    await audit.record(
+        db, action=action, outcome=outcome, actor_id=actor.user_id, actor_role=actor.role,
+        resource=resource, request_id=actor.meta.request_id, ip=actor.meta.ip,
+    )
+
+
+async def list_users(db: AsyncSession, actor: Actor, query: UserQuery) -> UserPage:
+    """Accounts newest first, ``query.limit`` at a time; pass ``next_before_id``
+    back as ``before_id`` for the next page. Audited as ``user.search``."""
+    await _require_admin(db, actor, "user.search")
+    stmt = select(User)
+    if query.role is not None:
+        stmt = stmt.where(col(User.role) == query.role)
+    if query.q is not None:
+        prefix = normalize_username(query.q)
+        stmt = stmt.where(col(User.username_norm).startswith(prefix, autoescape=True))
+    if query.before_id is not None:
+        stmt = stmt.where(col(User.id) < query.before_id)
+    users = (await db.exec(stmt.order_by(col(User.id).desc()).limit(query.limit))).all()
+    rows = [_row(u) for u in users]
+    await _record_user_action(db, actor, "user.search", f"rows:{len(rows)}")
+    await db.commit()
+    return UserPage(rows=rows, next_before_id=rows[-1].id if len(rows) == query.limit else None)
+
+
+def _role_problem(user: User, role: Role) -> str | None:
+    if role == Role.patient and user.patient_id is None:
+        return "Only an account linked to a patient record can have the patient role."
+    if role != Role.patient and user.patient_id is not None:
+        return "An account linked to a patient record can only have the patient role."
+    return None
+
+
+async def change_role(db: AsyncSession, actor: Actor, *, user_id: int, role: Role) -> UserRow:
+    """Give an account another role; audited as ``role.change`` with
+    ``user:<id> <old>-><new>``. Raises Conflict (``cannot_change_own_role``,
+    or ``role_changed`` if another admin changed it meanwhile), NotFound, or
+    InvalidInput on ``role``. Setting the role it already has changes nothing."""
+    await _require_admin(db, actor, "role.change", f"user:{user_id}")
+    if user_id == actor.user_id:
+        await _record_user_action(db, actor, "role.change", f"user:{user_id}", outcome="denied")
+        await db.commit()
+        raise Conflict("You cannot change your own role; ask another admin.",
+                       code="cannot_change_own_role")
+    user = await db.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    old = Role(user.role)
+    if old == role:
+        return _row(user)
+    problem = _role_problem(user, role)
+    if problem:
+        raise InvalidInput("role", problem)
+    # Conditional on the role we read, so two admins' changes cannot interleave
+    # and leave an audit row whose "old" is wrong.
+    result = await db.exec(  # type: ignore[call-overload]
+        update(User).where(col(User.id) == user_id, col(User.role) == old).values(role=role)
+    )
+    if result.rowcount != 1:
+        await db.rollback()
+        raise Conflict("The role was changed meanwhile; reload and try again.", code="role_changed")
+    if mfa.mfa_required_for(role) and not user.mfa_enabled:
+        # A session opened without two-factor must not carry the new role's powers.
+        await end_user_sessions(db, user_id)
+    await _record_user_action(db, actor, "role.change", f"user:{user_id} {old}->{role}")
+    await db.commit()
+    await db.refresh(user)
+    return _row(user)
+
+
+async def unlock_user(db: AsyncSession, actor: Actor, *, user_id: int, settings: Settings) -> UserRow:
+    """Lift a sign-in lock: ``locked_until`` and ``failed_logins`` cleared, and
+    the per-username counters ``auth.login`` keeps reset. Audited as ``account.unlock``."""
+    await _require_admin(db, actor, "account.unlock", f"user:{user_id}")
+    user = await db.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    user.locked_until = None
+    user.failed_logins = 0
+    db.add(user)
+    for key in (login.lock_key(settings.secret, user.username_norm),
+                login.user_key(settings.secret, user.username_norm)):
+        await throttle.reset(db, key)
+    await _record_user_action(db, actor, "account.unlock", f"user:{user_id}")
+    await db.commit()
+    return _row(user)

@@ -6,11 +6,15 @@ Guarantees:
   same work (one argon2 verification, against a dummy hash when there is no
   user) and the same growing delay, so the answer says nothing about who
   has an account.
-- Failures are counted per normalized username (hashed in the counter key,
-  whether or not the account exists) and per IP address. ``LOCK_AFTER``
-  failures lock the username for ``LOCK_SECONDS``; an existing user gets
-  ``locked_until`` set and one email per lock. Too many failures from one IP
-  address give 429.
+- Attempts are counted per normalized username (an HMAC of it in the counter
+  key, whether or not the account exists) and per IP address *before* the
+  password is checked, atomically, and the decision comes from that count, so
+  parallel requests cannot all slip under a limit; an attempt that succeeds is
+  given back. ``LOCK_AFTER`` failures lock the username for ``LOCK_SECONDS``
+  (attempts beyond it in flight at once fail unchecked); an existing user gets
+  ``locked_until`` set and one email per lock. Attempts while locked do not
+  count toward the next lock. Too many attempts from one IP address give 429
+  (audited as ``login.rate_limited``, outcome ``denied``).
 - Every sign-in creates a new session (and ends any session the browser
   presented), so a planted cookie never becomes an authenticated one; the
   step from two-factor to full rotates the session again.
@@ -53,7 +57,6 @@ IP_WINDOW_SECONDS = 15 * 60
 MFA_ATTEMPTS_PER_SESSION = 5
 DELAY_STEP_SECONDS = 0.2
 DELAY_MAX_SECONDS = 2.0
-_NO_LIMIT = 1_000_000_000
 
 INVALID_CREDENTIALS = "Incorrect username or password, or the account is temporarily locked."
 INVALID_CODE = "That code is not right. Try the current code from your app, or a recovery code."
@@ -114,35 +117,34 @@ def _in_background(job: Coroutine[Any, Any, None]) -> None:
     task.add_done_callback(_pending_notices.discard)
 
 
-def _user_key(norm: str) -> str:
-    return throttle.key_for("login:user", norm)
+def user_key(secret: bytes, norm: str) -> str:
+    """The per-username failure counter (``recovery`` clears it after a reset)."""
+    return throttle.key_for("login:user", norm, secret)
 
 
-def _lock_key(norm: str) -> str:
-    return throttle.key_for("login:lock", norm)
+def lock_key(secret: bytes, norm: str) -> str:
+    """The per-username lock, kept also for names that have no account."""
+    return throttle.key_for("login:lock", norm, secret)
 
 
-def _ip_key(ip: str | None) -> str:
-    return throttle.key_for("login:ip", ip or "unknown")
+def _ip_key(secret: bytes, ip: str | None) -> str:
+    return throttle.key_for("login:ip", ip or "unknown", secret)
 
 
-def _resource(user: User | None, norm: str) -> str:
-    # No usernames of accounts that don't exist in the log: a hash links attempts.
-    return f"user:{user.id}" if user is not None else throttle.key_for("username", norm)
+def _resource(user: User | None, norm: str, secret: bytes) -> str:
+    # No usernames of accounts that don't exist in the log: a keyed hash links
+    # attempts (people type passwords here; a plain hash would give them away).
+    return f"user:{user.id}" if user is not None else throttle.key_for("username", norm, secret)
 
 
-async def _is_locked(db: AsyncSession, user: User | None, norm: str, now: datetime) -> bool:
+async def _is_locked(
+    db: AsyncSession, user: User | None, norm: str, now: datetime, secret: bytes
+) -> bool:
     if user is not None:
         until = as_utc(user.locked_until)
         if until is not None and until > now:
             return True
-    return await throttle.current(db, _lock_key(norm), LOCK_SECONDS) > 0
-
-
-async def _check_ip(db: AsyncSession, ip: str | None) -> None:
-    row = await throttle.current(db, _ip_key(ip), IP_WINDOW_SECONDS)
-    if row >= IP_LIMIT:
-        raise RateLimited(retry_after=IP_WINDOW_SECONDS)
+    return await throttle.current(db, lock_key(secret, norm), LOCK_SECONDS) > 0
 
 
 async def failure_delay(failures: int) -> None:
@@ -152,21 +154,32 @@ async def failure_delay(failures: int) -> None:
 async def record_failure(
     db: AsyncSession, *, norm: str, user: User | None, meta: RequestMeta, settings: Settings,
     mailer: Any, action: str = "login.failure", already_locked: bool = False,
+    counted: int | None = None,
 ) -> int:
     """Count a failed proof of identity (password or code) and lock when due.
 
-    Commits. Returns the username's failure count, for the caller's delay.
+    ``counted``: the username's count from a caller that already counted this
+    attempt (and the address's) before checking; otherwise both are counted here.
+    Commits, first whatever the caller's session holds (counting runs on its
+    own connection and must not wait on the caller's transaction), and again at
+    the end. Returns the username's failure count, for the caller's delay.
     Also used when a signed-in user gives a wrong current password.
     """
+    await db.commit()
+    engine = throttle.engine_of(db)
+    secret = settings.secret
     now = utcnow()
-    failures = await throttle.hit(
-        db, _user_key(norm), limit=_NO_LIMIT, window_seconds=FAILURE_WINDOW_SECONDS
-    )
-    await throttle.hit(db, _ip_key(meta.ip), limit=_NO_LIMIT, window_seconds=IP_WINDOW_SECONDS)
+    if counted is None:
+        failures = (await throttle.count(
+            engine, user_key(secret, norm), window_seconds=FAILURE_WINDOW_SECONDS
+        )).count
+        await throttle.count(engine, _ip_key(secret, meta.ip), window_seconds=IP_WINDOW_SECONDS)
+    else:
+        failures = counted
     newly_locked_user: User | None = None
     if failures >= LOCK_AFTER and not already_locked:
-        await throttle.hit(db, _lock_key(norm), limit=_NO_LIMIT, window_seconds=LOCK_SECONDS)
-        await throttle.reset(db, _user_key(norm))
+        lock = await throttle.count(engine, lock_key(secret, norm), window_seconds=LOCK_SECONDS)
+        await throttle.reset(db, user_key(secret, norm))
         if user is not None and user.id is not None:
             until = now + timedelta(seconds=LOCK_SECONDS)
             result = await db.exec(  # type: ignore[call-overload]
@@ -178,18 +191,18 @@ async def record_failure(
             if result.rowcount == 1:  # this request made the lock: mail once
                 user.locked_until = until
                 newly_locked_user = user
-        await audit.record(
-            db, action="account.lock", outcome="success",
-            actor_id=user.id if user else None, resource=_resource(user, norm),
-            request_id=meta.request_id, ip=meta.ip,
-        )
+        if lock.count == 1:  # this request started the lock (others raced into it)
+            await audit.record(
+                db, action="account.lock", outcome="success",
+                resource=_resource(user, norm, secret), request_id=meta.request_id, ip=meta.ip,
+            )
     elif user is not None and user.id is not None:
         await db.exec(  # type: ignore[call-overload]
             update(User).where(col(User.id) == user.id).values(failed_logins=failures)
         )
     await audit.record(
         db, action=action, outcome="failure", actor_id=user.id if user else None,
-        actor_role=user.role if user else None, resource=_resource(user, norm),
+        actor_role=user.role if user else None, resource=_resource(user, norm, secret),
         request_id=meta.request_id, ip=meta.ip,
     )
     await db.commit()
@@ -208,8 +221,8 @@ async def record_failure(
     return failures
 
 
-async def _clear_failures(db: AsyncSession, user: User) -> None:
-    await throttle.reset(db, _user_key(user.username_norm))
+async def _clear_failures(db: AsyncSession, user: User, secret: bytes) -> None:
+    await throttle.reset(db, user_key(secret, user.username_norm))
     user.failed_logins = 0
     user.locked_until = None
     db.add(user)
@@ -229,28 +242,53 @@ async def sign_in(
     partial one waiting for two-factor). Raises Unauthorized
     (``invalid_credentials``) or RateLimited."""
     norm = normalize_username(username)
-    await _check_ip(db, meta.ip)
+    engine = throttle.engine_of(db)
+    secret = settings.secret
+    # Count first, decide from the count (see the module docstring).
+    ip_key = _ip_key(secret, meta.ip)
+    from_ip = await throttle.count(engine, ip_key, window_seconds=IP_WINDOW_SECONDS)
+    if from_ip.count > IP_LIMIT:
+        await audit.record(
+            db, action="login.rate_limited", outcome="denied",
+            resource=_resource(None, norm, secret), request_id=meta.request_id, ip=meta.ip,
+        )
+        await db.commit()
+        raise RateLimited(retry_after=from_ip.retry_after)
+    name_key = user_key(secret, norm)
+    attempt = (await throttle.count(
+        engine, name_key, window_seconds=FAILURE_WINDOW_SECONDS
+    )).count
     user = (
         await db.exec(select(User).where(User.username_norm == norm))
     ).first() if norm else None
+    locked = await _is_locked(db, user, norm, utcnow(), secret)
+    # End the read transaction: no pooled connection (or SQLite snapshot) is held
+    # through the hash check and the counting, which use connections of their own.
+    await db.commit()
+    if locked:
+        await throttle.refund(engine, name_key)
     ok = await verify_secret(user.password_hash if user else None, password)
-    now = utcnow()
-    locked = await _is_locked(db, user, norm, now)
-    if not ok or user is None or user.status != UserStatus.active or locked:
+    too_many = attempt > LOCK_AFTER  # in flight at once beyond the limit: not checked
+    if not ok or user is None or user.status != UserStatus.active or locked or too_many:
         failures = await record_failure(
             db, norm=norm, user=user, meta=meta, settings=settings, mailer=mailer,
-            already_locked=locked,
+            already_locked=locked, counted=attempt,
         )
         await failure_delay(failures)
         raise Unauthorized(INVALID_CREDENTIALS, code="invalid_credentials")
 
+    # Not a failure after all: give the counted attempt back (before this
+    # session writes, so the separate connection doesn't wait on it).
+    await throttle.refund(engine, ip_key)
+    stage = stage_after_password(user)
+    if stage != SessionStage.full:
+        # With two-factor pending the failure count stays: code failures add to it.
+        await throttle.refund(engine, name_key)
     if needs_rehash(user.password_hash):
         user.password_hash = await hash_secret(password)
         db.add(user)
-    stage = stage_after_password(user)
     if stage == SessionStage.full:
-        # With two-factor pending the count stays: code failures add to it.
-        await _clear_failures(db, user)
+        await _clear_failures(db, user, secret)
     await _end_presented(db, old_token)
     token = await create_session(db, user, stage, meta, settings)
     await audit.record(
@@ -281,14 +319,17 @@ async def complete_mfa(
     if found is None or found[0].stage != SessionStage.mfa_pending:
         raise Unauthorized()
     sess, user = found
-    now = utcnow()
-    locked = await _is_locked(db, user, user.username_norm, now)
-    kind = None if locked else await mfa.check_code(db, user, code, settings.secret)
+    secret = settings.secret
+    locked = await _is_locked(db, user, user.username_norm, utcnow(), secret)
+    await db.commit()  # end the read transaction before counting on another connection
+    # Counted before the code is checked, so parallel guesses can't exceed the limit.
+    mfa_key = throttle.key_for("login:mfa", sess.id, secret)
+    attempts = (await throttle.count(
+        throttle.engine_of(db), mfa_key, window_seconds=settings.session_absolute_seconds,
+    )).count
+    too_many = attempts > MFA_ATTEMPTS_PER_SESSION
+    kind = None if locked or too_many else await mfa.check_code(db, user, code, secret)
     if kind is None:
-        attempts = await throttle.hit(
-            db, throttle.key_for("login:mfa", sess.id), limit=_NO_LIMIT,
-            window_seconds=settings.session_absolute_seconds,
-        )
         if attempts >= MFA_ATTEMPTS_PER_SESSION or locked:
             await end_session(db, sess.id)
         failures = await record_failure(
@@ -298,8 +339,8 @@ async def complete_mfa(
         await failure_delay(failures)
         raise Unauthorized(INVALID_CODE, code="invalid_code")
 
-    await throttle.reset(db, throttle.key_for("login:mfa", sess.id))
-    await _clear_failures(db, user)
+    await throttle.reset(db, mfa_key)
+    await _clear_failures(db, user, secret)
     new_token = await promote_session(db, old_session_id=sess.id, user=user, meta=meta,
                                       settings=settings)
     if kind == "recovery":

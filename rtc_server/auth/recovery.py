@@ -7,9 +7,14 @@ What these guarantee:
   Mail goes to the address on file, never to one typed in the request (a typed
   email only selects accounts that already have it). Only active accounts count.
 - A reset needs the emailed link (single use, 1 hour), then the security answer,
-  then a new password that meets the rules. Wrong answers count per link and per
-  account: the fifth wrong answer on one link burns it; ten in a day per account
-  answer 429. A reset ends every session, clears a log-in lock and mails a notice.
+  then a new password that meets the rules. Answers count per link and per
+  account before the answer is checked (atomically, so parallel guesses cannot
+  exceed the limits; a right answer is given back): the fifth wrong answer on
+  one link burns it; ten in a day per account answer 429. A reset ends every
+  session, clears a log-in lock, voids every other unused reset or
+  email-change link of the account and mails a notice.
+- Requests made without signing in are audited with no actor (``actor_id``
+  None): the account they concern is the ``resource``, not the one acting.
 - An account with no security question (e.g. staff made on the command line)
   cannot reset online: its owner is mailed to contact the clinic instead, so a
   mailbox alone never resets a password.
@@ -17,22 +22,24 @@ What these guarantee:
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from pydantic import BaseModel
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rtc_server import audit
-from rtc_server.auth import emailed_tokens, throttle
+from rtc_server.auth import emailed_tokens, login, throttle
 from rtc_server.auth.accounts import normalize_username
-from rtc_server.auth.models import TokenPurpose, User, UserStatus
+from rtc_server.auth.models import AccountToken, TokenPurpose, User, UserStatus
 from rtc_server.auth.password_policy import password_problems
 from rtc_server.auth.passwords import hash_secret, normalize_answer, verify_secret
 from rtc_server.auth.sessions import end_user_sessions
 from rtc_server.config import Settings
 from rtc_server.context import RequestMeta
 from rtc_server.db import utcnow
-from rtc_server.errors import InvalidInput, NotFound, Unauthorized
+from rtc_server.errors import Gone, InvalidInput, NotFound, RateLimited, Unauthorized
 from rtc_server.portal.registration import mail
 from rtc_server.portal.registration.service import normalize_email
 
@@ -62,11 +69,25 @@ class ResetIn(BaseModel):
     new_password: str
 
 
-async def _throttle(db: AsyncSession, kind: str, meta: RequestMeta, target: str) -> None:
-    await throttle.hit(db, throttle.key_for(f"{kind}:ip", meta.ip or "unknown"),
+async def _throttle(
+    db: AsyncSession, kind: str, meta: RequestMeta, target: str, secret: bytes
+) -> None:
+    """Count the request (before the session reads or writes anything)."""
+    engine = throttle.engine_of(db)
+    await throttle.hit(engine, throttle.key_for(f"{kind}:ip", meta.ip or "unknown", secret),
                        limit=PER_IP[0], window_seconds=PER_IP[1])
-    await throttle.hit(db, throttle.key_for(f"{kind}:target", target),
+    await throttle.hit(engine, throttle.key_for(f"{kind}:target", target, secret),
                        limit=PER_TARGET[0], window_seconds=PER_TARGET[1])
+
+
+async def revoke(db: AsyncSession, user_id: int, *purposes: TokenPurpose) -> None:
+    """Void every unused token of ``purposes`` for a user (the caller commits)."""
+    await db.exec(  # type: ignore[call-overload]
+        update(AccountToken)
+        .where(col(AccountToken.user_id) == user_id, col(AccountToken.purpose).in_(purposes),
+               col(AccountToken.used_at).is_(None))
+        .values(used_at=utcnow())
+    )
 
 
 async def _active_by_email(db: AsyncSession, address: str) -> list[User]:
@@ -100,7 +121,7 @@ async def forgot_password(
         if address is None:
             raise InvalidInput("email", "Enter a valid email address, such as name@example.com.")
         target = "e:" + address.lower()
-    await _throttle(db, "forgot_password", meta, target)
+    await _throttle(db, "forgot_password", meta, target, settings.secret)
     if username:
         user = (
             await db.exec(select(User).where(User.username_norm == normalize_username(username),
@@ -129,7 +150,7 @@ async def forgot_password(
             clinic=settings.clinic_name,
             url=mail.link(settings.base_url, "reset-password.html", token),
         ))
-        await audit.record(db, action="password.reset_request", outcome="success", actor_id=user.id,
+        await audit.record(db, action="password.reset_request", outcome="success",
                            patient_id=user.patient_id, resource=f"user:{user.id}",
                            request_id=meta.request_id, ip=meta.ip)
     await db.commit()
@@ -146,10 +167,24 @@ async def _reset_target(db: AsyncSession, token: str) -> tuple[int, User]:
     return row.id, user
 
 
-async def reset_start(db: AsyncSession, *, token: str) -> str:
-    """The security question for a live reset link; the link stays unused."""
+async def reset_start(db: AsyncSession, *, token: str, meta: RequestMeta) -> str:
+    """The security question for a live reset link; the link stays unused.
+    Audited: it shows part of the account's secrets to whoever holds the link."""
     _, user = await _reset_target(db, token)
-    return user.security_question or ""
+    question = user.security_question or ""
+    await audit.record(db, action="password.reset_start", outcome="success",
+                       patient_id=user.patient_id, resource=f"user:{user.id}",
+                       request_id=meta.request_id, ip=meta.ip)
+    await db.commit()
+    return question
+
+
+def _link_key(token_id: int) -> str:
+    return f"reset_answer:token:{token_id}"
+
+
+def _answers_key(user_id: int) -> str:
+    return f"reset_answer:user:{user_id}"
 
 
 async def reset_password(
@@ -164,19 +199,35 @@ async def reset_password(
     problems = password_problems(body.new_password, user.username)
     if problems:
         raise InvalidInput.many(("new_password", m) for m in problems)
-    user_key = f"reset_answer:user:{user_id}"
-    if await throttle.current(db, user_key, WRONG_ANSWERS_PER_USER[1]) >= WRONG_ANSWERS_PER_USER[0]:
-        await throttle.hit(db, user_key, limit=WRONG_ANSWERS_PER_USER[0],
-                           window_seconds=WRONG_ANSWERS_PER_USER[1])
-    if not await verify_secret(user.security_answer_hash, normalize_answer(body.security_answer)):
-        await _wrong_answer(db, token=body.token, token_id=token_id, user=user, meta=meta)
+    # Count the answer before checking it, on another connection: end the read
+    # transaction first so nothing waits on this session.
+    await db.commit()
+    engine = throttle.engine_of(db)
+    on_link = await throttle.count(engine, _link_key(token_id), window_seconds=2 * 3600)
+    by_user = await throttle.count(engine, _answers_key(user_id),
+                                   window_seconds=WRONG_ANSWERS_PER_USER[1])
+    if by_user.count > WRONG_ANSWERS_PER_USER[0]:
+        await audit.record(db, action="password.reset", outcome="denied",
+                           patient_id=user.patient_id, resource=f"user:{user_id}",
+                           request_id=meta.request_id, ip=meta.ip)
+        await db.commit()
+        raise RateLimited(retry_after=by_user.retry_after)
+    # Answers beyond the link's limit in flight at once are not checked at all.
+    right = on_link.count <= WRONG_ANSWERS_PER_LINK and await verify_secret(
+        user.security_answer_hash, normalize_answer(body.security_answer))
+    if not right:
+        await _wrong_answer(db, token=body.token, user=user, meta=meta,
+                            burn=on_link.count >= WRONG_ANSWERS_PER_LINK)
+    await throttle.refund(engine, _answers_key(user_id))
     await emailed_tokens.consume(db, body.token, TokenPurpose.password_reset)
+    # Any other link that could change the password or the address dies with this reset.
+    await revoke(db, user_id, TokenPurpose.password_reset, TokenPurpose.email_change)
     now = utcnow()
     user.password_hash = await hash_secret(body.new_password)
     user.password_changed_at = now
     user.failed_logins, user.locked_until = 0, None
     db.add(user)
-    await _clear_login_lock(db, user.username_norm)
+    await _clear_login_lock(db, user.username_norm, settings.secret)
     await end_user_sessions(db, user_id)
     await audit.record(db, action="password.reset", outcome="success", actor_id=user_id,
                        actor_role=user.role, patient_id=user.patient_id, resource=f"user:{user_id}",
@@ -188,31 +239,27 @@ async def reset_password(
                                   clinic=settings.clinic_name)]
 
 
-async def _clear_login_lock(db: AsyncSession, username_norm: str) -> None:
+async def _clear_login_lock(db: AsyncSession, username_norm: str, secret: bytes) -> None:
     """Proving identity by link and answer lifts a log-in lock: the same counters
-    ``auth.login`` keeps per username (its ``_user_key`` / ``_lock_key``)."""
-    for kind in ("login:user", "login:lock"):
-        await throttle.reset(db, throttle.key_for(kind, username_norm))
+    ``auth.login`` keeps per username."""
+    await throttle.reset(db, login.user_key(secret, username_norm))
+    await throttle.reset(db, login.lock_key(secret, username_norm))
 
 
 async def _wrong_answer(
-    db: AsyncSession, *, token: str, token_id: int, user: User, meta: RequestMeta
+    db: AsyncSession, *, token: str, user: User, meta: RequestMeta, burn: bool
 ) -> None:
-    """Count a wrong answer; the last allowed one burns the link. Always raises."""
+    """Record a wrong answer (already counted); ``burn`` uses up the link. Always raises."""
     assert user.id is not None
-    user_id, patient_id, role = user.id, user.patient_id, user.role
-    tries = await throttle.hit(db, f"reset_answer:token:{token_id}", limit=10**6,
-                               window_seconds=2 * 3600)
-    await throttle.hit(db, f"reset_answer:user:{user_id}", limit=10**6,
-                       window_seconds=WRONG_ANSWERS_PER_USER[1])
-    burned = tries >= WRONG_ANSWERS_PER_LINK
-    if burned:
-        await emailed_tokens.consume(db, token, TokenPurpose.password_reset)
-    await audit.record(db, action="password.reset", outcome="failure", actor_id=user_id,
-                       actor_role=role, patient_id=patient_id, resource=f"user:{user_id}",
+    user_id, patient_id = user.id, user.patient_id
+    if burn:
+        with suppress(Gone, NotFound):  # a parallel wrong answer burned it first
+            await emailed_tokens.consume(db, token, TokenPurpose.password_reset)
+    await audit.record(db, action="password.reset", outcome="failure",
+                       patient_id=patient_id, resource=f"user:{user_id}",
                        request_id=meta.request_id, ip=meta.ip)
     await db.commit()
-    if burned:
+    if burn:
         raise Unauthorized("That answer does not match. This link no longer works; "
                            "request a new one.", code="wrong_answer")
     raise Unauthorized("That answer does not match the one on file.", code="wrong_answer")
@@ -225,12 +272,12 @@ async def forgot_username(
     address = normalize_email(email)
     if address is None:
         raise InvalidInput("email", "Enter a valid email address, such as name@example.com.")
-    await _throttle(db, "forgot_username", meta, address.lower())
+    await _throttle(db, "forgot_username", meta, address.lower(), settings.secret)
     users = await _active_by_email(db, address)
     if not users:
         return []
     for user in users:
-        await audit.record(db, action="username.reminder", outcome="success", actor_id=user.id,
+        await audit.record(db, action="username.reminder", outcome="success",
                            patient_id=user.patient_id, resource=f"user:{user.id}",
                            request_id=meta.request_id, ip=meta.ip)
     await db.commit()

@@ -1,7 +1,8 @@
 """Forgot password (emailed link, security answer, new password) and forgot username.
 
 The forgot endpoints reply 202 whether or not an account exists; their mail
-goes out in a background task after the reply.
+goes out in a background task after the reply, and the reply takes at least
+``timing.MIN_RESPONSE_SECONDS`` either way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from starlette.routing import BaseRoute
 from rtc_server.api import api_route, json_response, read_body
 from rtc_server.auth import recovery
 from rtc_server.auth.recovery import ForgotPasswordIn, ForgotUsernameIn, ResetIn, ResetStartIn
+from rtc_server.auth.timing import response_floor
 from rtc_server.context import db, meta, settings
 from rtc_server.portal.registration.mail import with_mail
 
@@ -32,10 +34,11 @@ class ResetOut(BaseModel):
 
 async def forgot_password(request: Request) -> Response:
     """Email a password reset link to the account's address on file (always 202)."""
-    body = await read_body(request, ForgotPasswordIn)
-    async with db(request) as session:
-        mails = await recovery.forgot_password(session, body=body, meta=meta(request),
-                                               settings=settings(request))
+    async with response_floor():
+        body = await read_body(request, ForgotPasswordIn)
+        async with db(request) as session:
+            mails = await recovery.forgot_password(session, body=body, meta=meta(request),
+                                                   settings=settings(request))
     return with_mail(json_response(AcceptedOut(), 202), request, mails)
 
 
@@ -43,7 +46,7 @@ async def reset_start(request: Request) -> Response:
     """The security question for a reset link (the link stays unused)."""
     body = await read_body(request, ResetStartIn)
     async with db(request) as session:
-        question = await recovery.reset_start(session, token=body.token)
+        question = await recovery.reset_start(session, token=body.token, meta=meta(request))
     return json_response(SecurityQuestionOut(security_question=question))
 
 
@@ -58,10 +61,11 @@ async def reset_password(request: Request) -> Response:
 
 async def forgot_username(request: Request) -> Response:
     """Email the username to the address on file (always 202)."""
-    body = await read_body(request, ForgotUsernameIn)
-    async with db(request) as session:
-        mails = await recovery.forgot_username(session, email=body.email, meta=meta(request),
-                                               settings=settings(request))
+    async with response_floor():
+        body = await read_body(request, ForgotUsernameIn)
+        async with db(request) as session:
+            mails = await recovery.forgot_username(session, email=body.email, meta=meta(request),
+                                                   settings=settings(request))
     return with_mail(json_response(AcceptedOut(), 202), request, mails)
 
 

@@ -8,19 +8,23 @@ from urllib.parse import parse_qs, urlsplit
 from sqlmodel import select
 
 from rtc_server.audit import AuditEvent
+from rtc_server.auth import emailed_tokens
 from rtc_server.auth.accounts import create_account
-from rtc_server.auth.models import Role, User
+from rtc_server.auth.models import Role, TokenPurpose, User
 from rtc_server.auth.passwords import normalize_answer, verify_secret
 
 PASSWORD = "Maple-Harvest-81"
 EMAIL = "maria.lopez@example.org"
 
 
-async def signed_in_patient(client, session_factory, secrets_seen, username: str = "maria.lopez") -> int:
+async def signed_in_patient(
+    client, session_factory, secrets_seen, username: str = "maria.lopez",
+    display_name: str = "Maria Lopez",
+) -> int:
     secrets_seen.add(PASSWORD)
     async with session_factory() as s:
         user = await create_account(s, username=username, password=PASSWORD, role=Role.patient,
-                                    email=f"{username}@example.org", display_name="Maria Lopez")
+                                    email=f"{username}@example.org", display_name=display_name)
         await s.commit()
     r = await client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
     assert r.status_code == 200
@@ -35,6 +39,24 @@ async def audit_actions(session_factory) -> list[str]:
 
 def field_errors(r) -> dict[str, str]:
     return {f["field"]: f["message"] for f in r.json()["error"]["fields"]}
+
+
+def token_in(smtp, msg) -> str:
+    link = next(x for x in smtp.links(msg) if "token=" in x)
+    return parse_qs(urlsplit(link).query)["token"][0]
+
+
+async def request_email_change(client, smtp, secrets_seen, address: str) -> str:
+    """Ask for a new address (with the password); the token of the link mailed to it."""
+    sent = len(smtp.messages)
+    r = await client.patch("/api/v1/account/contact",
+                           json={"email": address, "current_password": PASSWORD})
+    assert r.status_code == 200, r.text
+    assert r.json()["pending_email"] == address
+    await smtp.wait_for(sent + 1)
+    token = token_in(smtp, smtp.to(address)[-1])
+    secrets_seen.add(token)
+    return token
 
 
 async def test_account_shows_settings_and_no_secrets(client, session_factory, secrets_seen) -> None:
@@ -77,7 +99,8 @@ async def test_new_email_waits_for_its_confirmation_link(
     client, make_client, session_factory, smtp, secrets_seen
 ) -> None:
     await signed_in_patient(client, session_factory, secrets_seen)
-    r = await client.patch("/api/v1/account/contact", json={"email": "maria.new@example.org"})
+    r = await client.patch("/api/v1/account/contact",
+                           json={"email": "maria.new@example.org", "current_password": PASSWORD})
     assert r.status_code == 200
     assert r.json()["email"] == EMAIL
     assert r.json()["pending_email"] == "maria.new@example.org"
@@ -246,3 +269,128 @@ async def test_wrong_current_passwords_count_toward_the_lock(
     fresh = await make_client()
     r = await fresh.post("/api/v1/auth/login", json={"username": "maria.lopez", "password": PASSWORD})
     assert r.status_code == 401
+
+
+async def test_email_change_needs_the_current_password(
+    client, session_factory, smtp, secrets_seen, monkeypatch
+) -> None:
+    from rtc_server.auth import login
+
+    monkeypatch.setattr(login, "DELAY_STEP_SECONDS", 0.01)
+    user_id = await signed_in_patient(client, session_factory, secrets_seen)
+    missing = await client.patch("/api/v1/account/contact",
+                                 json={"email": "attacker@evil.example", "phone": "555 010 4444"})
+    assert missing.status_code == 422
+    assert set(field_errors(missing)) == {"current_password"}
+    wrong = await client.patch("/api/v1/account/contact",
+                               json={"email": "attacker@evil.example", "current_password": "Guess-Guess-12"})
+    assert wrong.status_code == 422
+    assert set(field_errors(wrong)) == {"current_password"}
+
+    account = (await client.get("/api/v1/account")).json()
+    assert account["pending_email"] is None and account["phone"] is None  # nothing applied
+    assert smtp.to("attacker@evil.example") == []
+    async with session_factory() as s:
+        assert (await s.get(User, user_id)).failed_logins == 1  # the wrong one counted
+    assert "account.reauth_failure" in await audit_actions(session_factory)
+    # Giving the current address again (or none) needs no password.
+    same = await client.patch("/api/v1/account/contact",
+                              json={"email": EMAIL.upper(), "phone": "555 010 4444"})
+    assert same.status_code == 200 and same.json()["phone"] == "555 010 4444"
+
+
+async def test_a_cancelled_email_change_link_stops_working(
+    client, make_client, session_factory, smtp, secrets_seen
+) -> None:
+    """A hijacked session asks for the attacker's address; the owner changes it
+    back; the saved link must not move the account afterwards."""
+    await signed_in_patient(client, session_factory, secrets_seen)
+    token = await request_email_change(client, smtp, secrets_seen, "attacker@evil.example")
+
+    back = await client.patch("/api/v1/account/contact", json={"email": EMAIL})
+    assert back.status_code == 200
+    assert back.json()["pending_email"] is None
+
+    anonymous = await make_client()
+    r = await anonymous.post("/api/v1/account/email/confirm", json={"token": token})
+    assert r.status_code in (404, 410)
+    assert r.json()["error"]["code"] in ("token_invalid", "token_used")
+    account = (await client.get("/api/v1/account")).json()
+    assert account["email"] == EMAIL and account["pending_email"] is None
+    assert "account.email_change_cancel" in await audit_actions(session_factory)
+
+
+async def test_asking_for_another_address_spends_the_first_link(
+    client, make_client, session_factory, smtp, secrets_seen
+) -> None:
+    await signed_in_patient(client, session_factory, secrets_seen)
+    first = await request_email_change(client, smtp, secrets_seen, "attacker@evil.example")
+    second = await request_email_change(client, smtp, secrets_seen, "maria.new@example.org")
+    anonymous = await make_client()
+    assert (await anonymous.post("/api/v1/account/email/confirm", json={"token": first})).status_code == 410
+    assert (await anonymous.post("/api/v1/account/email/confirm", json={"token": second})).status_code == 200
+    assert (await client.get("/api/v1/account")).json()["email"] == "maria.new@example.org"
+
+
+async def test_a_link_whose_address_is_no_longer_pending_is_refused(
+    client, make_client, session_factory, secrets_seen
+) -> None:
+    """Belt and braces: even a live token only confirms the address still pending."""
+    user_id = await signed_in_patient(client, session_factory, secrets_seen)
+    async with session_factory() as s:
+        token = await emailed_tokens.issue(s, user_id=user_id, purpose=TokenPurpose.email_change,
+                                           email="attacker@evil.example")
+        await s.commit()
+    secrets_seen.add(token)
+    anonymous = await make_client()
+    r = await anonymous.post("/api/v1/account/email/confirm", json={"token": token})
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "token_invalid"
+    assert (await client.get("/api/v1/account")).json()["email"] == EMAIL
+    async with session_factory() as s:
+        rows = (await s.exec(select(AuditEvent).where(AuditEvent.action == "account.email_change"))).all()
+    assert [r.outcome for r in rows] == ["failure"]
+
+
+async def test_password_change_spends_emailed_links(
+    client, make_client, session_factory, smtp, secrets_seen
+) -> None:
+    user_id = await signed_in_patient(client, session_factory, secrets_seen)
+    email_token = await request_email_change(client, smtp, secrets_seen, "maria.new@example.org")
+    async with session_factory() as s:
+        reset_token = await emailed_tokens.issue(s, user_id=user_id, purpose=TokenPurpose.password_reset,
+                                                 email=EMAIL)
+        await s.commit()
+    secrets_seen.add(reset_token)
+    new_password = "Quiet-River-Stone-27"
+    secrets_seen.add(new_password)
+    ok = await client.post("/api/v1/account/password",
+                           json={"current_password": PASSWORD, "new_password": new_password})
+    assert ok.status_code == 200
+
+    anonymous = await make_client()
+    r = await anonymous.post("/api/v1/account/email/confirm", json={"token": email_token})
+    assert r.status_code == 410
+    r = await anonymous.post("/api/v1/auth/password/reset/start", json={"token": reset_token})
+    assert r.status_code == 410
+    account = (await client.get("/api/v1/account")).json()
+    assert account["email"] == EMAIL and account["pending_email"] is None
+
+
+async def test_notices_have_an_html_part_with_the_name_escaped(
+    client, session_factory, smtp, secrets_seen
+) -> None:
+    await signed_in_patient(client, session_factory, secrets_seen, display_name="Maria <b>Lopez</b> & Co")
+    r = await client.post("/api/v1/account/security-question", json={
+        "current_password": PASSWORD, "security_question": "Where did you eat on Sundays?",
+        "security_answer": "Grandma's kitchen",
+    })
+    assert r.status_code == 200
+    secrets_seen.add("Grandma's kitchen")
+    await smtp.wait_for(1)
+    [notice] = smtp.to(EMAIL)
+    assert "security question" in smtp.text(notice)
+    assert "Maria <b>Lopez</b> & Co" in smtp.text(notice)
+    html = notice.get_body(preferencelist=("html",)).get_content()
+    assert "Maria &lt;b&gt;Lopez&lt;/b&gt; &amp; Co" in html and "<b>" not in html
+    assert "Grandma" not in smtp.text(notice) and "Grandma" not in html

@@ -61,3 +61,19 @@ async def test_post_from_foreign_origin_is_refused(client: httpx.AsyncClient) ->
 async def test_migrations_build_the_schema_on_both_backends(client: httpx.AsyncClient) -> None:
     r = await client.get("/healthz")
     assert r.json()["database"]["ok"] is True
+
+
+async def test_openapi_describes_every_api_route_with_its_body(app, client: httpx.AsyncClient) -> None:
+    from rtc_server.api import ApiRoute, openapi_document
+
+    doc = (await client.get("/api/v1/openapi.json")).json()
+    assert doc == openapi_document(app.routes)
+    api_routes = [r for r in app.routes if isinstance(r, ApiRoute)]
+    assert len(api_routes) > 20
+    for route in api_routes:
+        path = route.path.replace("{id:int}", "{id}")
+        for method in route.methods - {"HEAD"}:
+            op = doc["paths"][path][method.lower()]
+            if route.body_model is not None:
+                ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                assert ref.rsplit("/", 1)[1] in doc["components"]["schemas"]

@@ -153,7 +153,7 @@ async def test_a_successful_login_clears_the_failure_count(client, session_facto
         assert r.status_code == 200
 
 
-async def test_too_many_failures_from_one_address_get_429(client, monkeypatch) -> None:
+async def test_too_many_failures_from_one_address_get_429(client, session_factory, monkeypatch) -> None:
     monkeypatch.setattr(login, "IP_LIMIT", 3)
     for i in range(3):
         r = await client.post("/api/v1/auth/login",
@@ -163,6 +163,11 @@ async def test_too_many_failures_from_one_address_get_429(client, monkeypatch) -
     assert r.status_code == 429
     assert r.json()["error"]["code"] == "rate_limited"
     assert int(r.headers["retry-after"]) > 0
+    async with session_factory() as s:
+        [row] = (await s.exec(select(AuditEvent).where(AuditEvent.outcome == "denied"))).all()
+    assert row.action == "login.rate_limited" and row.actor_id is None
+    assert row.request_id == r.json()["error"]["request_id"]
+    assert "someone9x" not in (row.resource or "")
 
 
 async def test_an_old_hash_is_upgraded_at_login(client, session_factory, secrets_seen) -> None:

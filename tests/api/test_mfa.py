@@ -132,7 +132,8 @@ async def test_wrong_codes_end_the_partial_session(
     monkeypatch.setattr(login, "DELAY_STEP_SECONDS", 0.01)
     user_id = await make_user(session_factory, "pat.rivera", Role.patient)
     await password_step(client, "pat.rivera", secrets_seen)
-    secret = (await client.post("/api/v1/account/mfa/setup")).json()["secret"]
+    secret = (await client.post("/api/v1/account/mfa/setup",
+                                json={"current_password": PASSWORD})).json()["secret"]
     secrets_seen.add(secret)
     await client.post("/api/v1/account/mfa/confirm", json={"code": code_at(secret)})
     await client.post("/api/v1/auth/logout")
@@ -156,7 +157,8 @@ async def test_patient_turns_two_factor_on_and_off(client, session_factory, smtp
     account = (await client.get("/api/v1/account")).json()
     assert account["mfa_enabled"] is False and account["mfa_required"] is False
 
-    secret = (await client.post("/api/v1/account/mfa/setup")).json()["secret"]
+    secret = (await client.post("/api/v1/account/mfa/setup",
+                                json={"current_password": PASSWORD})).json()["secret"]
     secrets_seen.add(secret)
     r = await client.post("/api/v1/account/mfa/confirm", json={"code": code_at(secret)})
     assert r.status_code == 200
@@ -166,7 +168,8 @@ async def test_patient_turns_two_factor_on_and_off(client, session_factory, smtp
     assert stored and secret not in stored  # encrypted at rest
 
     # A second set-up while on is refused.
-    assert (await client.post("/api/v1/account/mfa/setup")).status_code == 409
+    again = await client.post("/api/v1/account/mfa/setup", json={"current_password": PASSWORD})
+    assert again.status_code == 409
 
     r = await client.post("/api/v1/account/mfa/disable",
                           json={"current_password": "Wrong-Pass-77", "code": code_at(secret, 1)})
@@ -204,3 +207,62 @@ async def test_mfa_step_without_a_pending_session_is_unauthenticated(client) -> 
     r = await client.post("/api/v1/auth/login/mfa", json={"code": "123456"})
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "unauthenticated"
+
+
+async def test_setup_from_a_full_session_needs_the_password(
+    client, session_factory, secrets_seen, monkeypatch
+) -> None:
+    """A hijacked full session must not be able to turn two-factor on (and so
+    control the owner's next sign-ins) without the password."""
+    monkeypatch.setattr(login, "DELAY_STEP_SECONDS", 0.01)
+    user_id = await make_user(session_factory, "pat.rivera", Role.patient)
+    assert (await password_step(client, "pat.rivera", secrets_seen))["status"] == "ok"
+
+    missing = await client.post("/api/v1/account/mfa/setup")
+    assert missing.status_code == 422
+    assert [f["field"] for f in missing.json()["error"]["fields"]] == ["current_password"]
+    assert "secret" not in missing.json()
+    wrong = await client.post("/api/v1/account/mfa/setup", json={"current_password": "Wrong-Pass-77"})
+    assert wrong.status_code == 422
+    assert [f["field"] for f in wrong.json()["error"]["fields"]] == ["current_password"]
+    async with session_factory() as s:
+        user = await s.get(User, user_id)
+        assert user.mfa_secret is None
+        assert user.failed_logins == 1  # the wrong password counts toward the lock
+
+    ok = await client.post("/api/v1/account/mfa/setup", json={"current_password": PASSWORD})
+    assert ok.status_code == 200
+    secrets_seen.add(ok.json()["secret"])
+
+
+async def test_enrolment_at_first_login_needs_no_password_again(
+    client, session_factory, secrets_seen
+) -> None:
+    await make_user(session_factory, "front.desk", Role.staff)
+    assert (await password_step(client, "front.desk", secrets_seen))["status"] == "mfa_enroll_required"
+    r = await client.post("/api/v1/account/mfa/setup")
+    assert r.status_code == 200
+    secrets_seen.add(r.json()["secret"])
+
+
+async def test_turning_two_factor_on_ends_the_other_sessions(
+    client, make_client, session_factory, smtp, secrets_seen
+) -> None:
+    await make_user(session_factory, "pat.rivera", Role.patient)
+    await password_step(client, "pat.rivera", secrets_seen)
+    other = await make_client()
+    await password_step(other, "pat.rivera", secrets_seen)
+    assert (await other.get("/api/v1/account")).status_code == 200
+
+    secret = (await client.post("/api/v1/account/mfa/setup",
+                                json={"current_password": PASSWORD})).json()["secret"]
+    secrets_seen.add(secret)
+    r = await client.post("/api/v1/account/mfa/confirm", json={"code": code_at(secret)})
+    assert r.status_code == 200
+    secrets_seen.update(r.json()["recovery_codes"])
+    assert (await other.get("/api/v1/account")).status_code == 401
+    assert (await client.get("/api/v1/account")).status_code == 200
+    await smtp.wait_for(1)
+    [notice] = smtp.to("pat.rivera@example.org")
+    assert "Two-factor authentication was turned on" in smtp.text(notice)
+    assert notice.get_body(preferencelist=("html",)) is not None

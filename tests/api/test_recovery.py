@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -9,12 +11,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from sqlalchemy import update
-from sqlmodel import select
+from sqlmodel import col, select
 
 from rtc_server.audit import AuditEvent
+from rtc_server.auth import emailed_tokens
 from rtc_server.auth.accounts import create_account
-from rtc_server.auth.models import AccountToken, Role, User
+from rtc_server.auth.models import AccountToken, Role, TokenPurpose, User
 from rtc_server.auth.passwords import hash_secret, normalize_answer
+from rtc_server.auth.timing import MIN_RESPONSE_SECONDS
 from rtc_server.db import utcnow
 from rtc_server.records.models import Patient
 from rtc_server.records.names import normalize_name
@@ -126,9 +130,11 @@ async def test_forgot_password_end_to_end_ends_the_old_session(
     async with session_factory() as s:
         user = await s.get(User, user_id)
         assert user is not None and user.locked_until is None and user.failed_logins == 0
-        outcomes = (await s.exec(select(AuditEvent.outcome).where(
-            AuditEvent.action == "password.reset", AuditEvent.actor_id == user_id))).all()
-        assert sorted(outcomes) == ["failure", "success"]
+        outcomes = (await s.exec(select(AuditEvent.outcome, AuditEvent.actor_id).where(
+            AuditEvent.action == "password.reset", AuditEvent.resource == f"user:{user_id}"))).all()
+        # A wrong answer proves nothing about who sent it: no actor. The reset
+        # itself was made by the owner (link and answer).
+        assert sorted(outcomes) == [("failure", None), ("success", user_id)]
 
 
 async def test_five_wrong_answers_burn_the_link(
@@ -145,6 +151,65 @@ async def test_five_wrong_answers_burn_the_link(
     assert r.status_code == 410
     r = await client.post("/api/v1/auth/password/reset/start", json={"token": token})
     assert r.status_code == 410
+
+
+async def test_parallel_wrong_answers_cannot_outrun_the_link_limit(
+    client: httpx.AsyncClient, session_factory: Any, smtp: Any, secrets_seen: set[str]
+) -> None:
+    """Answers are counted before they are checked: eight sent at once still
+    burn the link, and none of them is answered with a 500."""
+    await make_patient_account(session_factory)
+    token = await request_reset(client, smtp, secrets_seen, {"username": "maria.lopez"})
+    replies = await asyncio.gather(*(
+        client.post("/api/v1/auth/password/reset", json={
+            "token": token, "security_answer": f"guess {i}", "new_password": NEW_PASSWORD})
+        for i in range(8)
+    ))
+    assert {r.status_code for r in replies} <= {401, 410}
+    r = await client.post("/api/v1/auth/password/reset", json={
+        "token": token, "security_answer": ANSWER, "new_password": NEW_PASSWORD})
+    assert r.status_code == 410
+
+
+async def test_forgot_password_is_audited_without_an_actor(
+    client: httpx.AsyncClient, session_factory: Any, smtp: Any, secrets_seen: set[str]
+) -> None:
+    """Nobody is signed in: the account is what the row is about, not who acted."""
+    user_id = await make_patient_account(session_factory)
+    started = time.monotonic()
+    token = await request_reset(client, smtp, secrets_seen, {"username": "maria.lopez"})
+    assert time.monotonic() - started >= MIN_RESPONSE_SECONDS
+    r = await client.post("/api/v1/auth/password/reset/start", json={"token": token})
+    assert r.status_code == 200
+    async with session_factory() as s:
+        rows = (await s.exec(select(AuditEvent).where(
+            col(AuditEvent.action).in_(["password.reset_request", "password.reset_start"]))
+            .order_by(col(AuditEvent.id)))).all()
+    assert [(e.action, e.actor_id, e.resource) for e in rows] == [
+        ("password.reset_request", None, f"user:{user_id}"),
+        ("password.reset_start", None, f"user:{user_id}"),
+    ]
+
+
+async def test_a_password_reset_voids_other_reset_and_email_change_links(
+    client: httpx.AsyncClient, session_factory: Any, smtp: Any, secrets_seen: set[str]
+) -> None:
+    user_id = await make_patient_account(session_factory)
+    async with session_factory() as s:  # a change of address was under way
+        change = await emailed_tokens.issue(s, user_id=user_id, purpose=TokenPurpose.email_change,
+                                            email="maria.new@example.org")
+        await s.commit()
+    secrets_seen.add(change)
+    token = await request_reset(client, smtp, secrets_seen, {"username": "maria.lopez"})
+    r = await client.post("/api/v1/auth/password/reset", json={
+        "token": token, "security_answer": ANSWER, "new_password": NEW_PASSWORD})
+    assert r.status_code == 200
+    r = await client.post("/api/v1/account/email/confirm", json={"token": change})
+    assert r.status_code == 410 and r.json()["error"]["code"] == "token_used"
+    async with session_factory() as s:
+        live = (await s.exec(select(AccountToken).where(
+            AccountToken.user_id == user_id, col(AccountToken.used_at).is_(None)))).all()
+    assert live == []
 
 
 async def test_expired_and_unknown_reset_links(
@@ -164,9 +229,6 @@ async def test_expired_and_unknown_reset_links(
 async def test_an_activation_link_is_not_a_reset_link(
     client: httpx.AsyncClient, session_factory: Any, smtp: Any, secrets_seen: set[str]
 ) -> None:
-    from rtc_server.auth import emailed_tokens
-    from rtc_server.auth.models import TokenPurpose
-
     user_id = await make_patient_account(session_factory)
     async with session_factory() as s:
         token = await emailed_tokens.issue(s, user_id=user_id, purpose=TokenPurpose.activation)

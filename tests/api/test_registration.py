@@ -3,6 +3,7 @@ identity-verification queue, through the public API."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from typing import Any
@@ -10,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlmodel import col, select
 
 from rtc_server.audit import AuditEvent
@@ -27,8 +28,10 @@ from rtc_server.auth.models import (
 )
 from rtc_server.auth.passwords import normalize_answer, verify_secret
 from rtc_server.auth.sessions import create_session
+from rtc_server.auth.timing import MIN_RESPONSE_SECONDS
 from rtc_server.context import RequestMeta
 from rtc_server.db import utcnow
+from rtc_server.portal.registration.service import REGISTER_PER_IP
 from rtc_server.records.models import Patient
 from rtc_server.records.names import normalize_name
 
@@ -240,6 +243,9 @@ async def test_matching_and_non_matching_registrations_get_identical_replies(
     unmatched = await other.post(
         "/api/v1/auth/register", json=form(birth_date="1984-03-13", username="someone.else"))
     assert matched.status_code == unmatched.status_code == 202
+    # A match does more database work; neither answer comes back before the floor.
+    assert matched.elapsed.total_seconds() >= MIN_RESPONSE_SECONDS
+    assert unmatched.elapsed.total_seconds() >= MIN_RESPONSE_SECONDS
     assert matched.content == unmatched.content
     assert matched.json() == CHECK_EMAIL
     assert set(matched.headers) == set(unmatched.headers)
@@ -272,6 +278,8 @@ async def test_matching_and_non_matching_registrations_get_identical_replies(
                              .order_by(col(AuditEvent.id)))).all()
         assert [r.outcome for r in rows] == ["success", "failure"]
         assert rows[0].patient_id == user.patient_id and rows[1].patient_id is None
+        # Nobody was signed in: the new account is what the row is about, not who acted.
+        assert rows[0].actor_id is None and rows[0].resource == f"user:{user.id}"
         assert all("@" not in (r.resource or "") for r in rows)
 
 
@@ -442,6 +450,42 @@ async def test_registration_is_throttled_per_ip_with_retry_after(
     assert r.status_code == 429
     assert r.json()["error"]["code"] == "rate_limited"
     assert int(r.headers["Retry-After"]) > 0
+    async with session_factory() as s:
+        denied = (await s.exec(select(AuditEvent).where(
+            AuditEvent.action == "registration.submit", AuditEvent.outcome == "denied"))).all()
+    assert [(d.request_id, d.actor_id) for d in denied] == [(r.json()["error"]["request_id"], None)]
+
+
+async def test_parallel_sign_ups_cannot_outrun_the_address_limit(client: httpx.AsyncClient) -> None:
+    replies = await asyncio.gather(*(
+        client.post("/api/v1/auth/register", json=form(
+            first_name=f"Parallel{i}", username=f"parallel{i:02d}"))
+        for i in range(14)
+    ))
+    statuses = sorted(r.status_code for r in replies)
+    assert statuses == [202] * REGISTER_PER_IP[0] + [429] * (14 - REGISTER_PER_IP[0])
+
+
+async def test_a_conflict_while_saving_the_registration_still_gets_the_same_reply(
+    client: httpx.AsyncClient, session_factory: Factory, smtp: Any,
+) -> None:
+    """Whatever a parallel request or a staff decision does to these rows, the
+    applicant sees the usual 202, never a 500, and nothing half-made is kept."""
+    await add_patient(session_factory)
+    async with session_factory() as s:  # stands in for a row that appeared in the meantime
+        await s.exec(text(
+            "CREATE TRIGGER registration_conflict BEFORE INSERT ON registration "
+            "BEGIN SELECT RAISE(ABORT, 'conflict'); END"))
+        await s.commit()
+    r = await client.post("/api/v1/auth/register", json=form())
+    assert r.status_code == 202 and r.json() == CHECK_EMAIL
+    async with session_factory() as s:
+        assert (await s.exec(select(User))).all() == []
+        assert (await s.exec(select(AccountToken))).all() == []
+        rows = (await s.exec(select(AuditEvent.outcome, AuditEvent.resource).where(
+            AuditEvent.action == "registration.submit"))).all()
+    assert rows == [("failure", "registration:conflict")]
+    assert smtp.messages == []
 
 
 async def test_attempts_on_one_record_are_capped_without_changing_the_reply(
@@ -484,7 +528,8 @@ async def test_record_without_email_waits_for_staff_then_activates(
                                "zip": "02139", "mrn": "MRN-1001", "phone": "617-555-0100"}
 
     # Nobody can activate without a link, and resend does not bypass staff.
-    await client.post("/api/v1/auth/activate/resend", json={"email": "zoe.new@example.net"})
+    r = await client.post("/api/v1/auth/activate/resend", json={"email": "zoe.new@example.net"})
+    assert r.status_code == 202 and r.elapsed.total_seconds() >= MIN_RESPONSE_SECONDS
     assert smtp.messages == []
 
     r = await staff.post(f"/api/v1/staff/verifications/{item['id']}/approve",
@@ -509,15 +554,18 @@ async def test_record_without_email_waits_for_staff_then_activates(
         assert len(actions) == 1 and actions[0][1] == pid and actions[0][2] is not None
 
 
-async def test_only_staff_and_admins_decide_providers_may_look_patients_may_not(
+async def test_only_staff_and_admins_see_and_decide_the_verification_queue(
     client: httpx.AsyncClient, app: Any, make_client: Any, session_factory: Factory, smtp: Any,
 ) -> None:
     await add_patient(session_factory, email=None)
     await client.post("/api/v1/auth/register", json=form())
     provider = await signed_in(make_client, app, Role.provider, "drwho01")
     patient = await signed_in(make_client, app, Role.patient, "patient01")
+    staff = await signed_in(make_client, app, Role.staff, "frontdesk1")
     anonymous = await make_client()
-    [item] = (await provider.get("/api/v1/staff/verifications")).json()
+    [item] = (await staff.get("/api/v1/staff/verifications")).json()
+    # The queue shows MRN, birth date and phone: not for providers.
+    assert (await provider.get("/api/v1/staff/verifications")).status_code == 403
     r = await provider.post(f"/api/v1/staff/verifications/{item['id']}/approve", json={})
     assert r.status_code == 403
     assert (await patient.get("/api/v1/staff/verifications")).status_code == 403

@@ -7,6 +7,7 @@ import re
 
 import pyotp
 import pytest
+from playwright.async_api import expect
 
 from rtc_server.auth.accounts import create_account
 from rtc_server.auth.models import Role
@@ -76,5 +77,9 @@ async def test_provider_enrols_in_two_factor_on_the_login_page(
     secrets_seen.update(codes)
     assert len(codes) == 10
     await page.get_by_role("button", name="I saved these").click()
-    await page.wait_for_url(re.compile(r"/staff/verifications\.html$"))
-    await page.get_by_role("heading", name="Verification queue").wait_for()
+    await page.wait_for_url(re.compile(r"/staff/index\.html$"))
+    await page.get_by_role("heading", name="Clinic console").wait_for()
+    nav = page.get_by_role("navigation", name="Portal sections")
+    await expect(nav.get_by_role("link", name="Clinic console")).to_be_visible()
+    # Providers do not see the identity-verification queue (staff and admins do).
+    await expect(nav.get_by_role("link", name="Verification queue")).to_have_count(0)

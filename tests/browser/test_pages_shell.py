@@ -169,7 +169,9 @@ async def test_admin_gets_the_staff_tabs_and_the_audit_log(live_server, browser_
     await signed_in(live_server, page, "root.admin", Role.admin)
     await page.goto(live_server.url + "/admin/audit.html")
     nav = page.get_by_role("navigation", name="Portal sections")
-    await expect(nav.get_by_role("link")).to_have_text([*PATIENT_TABS, "Verification queue", "Audit log"])
+    await expect(nav.get_by_role("link")).to_have_text(
+        [*PATIENT_TABS, "Clinic console", "Verification queue", "Users", "Audit log"]
+    )
     await expect(page.locator("#audit-results table, #audit-results p")).to_be_visible()
     await expect(page.locator("#portal-status [role=alert]")).to_have_count(0)
 

@@ -57,7 +57,7 @@ def test_every_page_of_the_contract_exists() -> None:
         "reset-password.html", "forgot-username.html", "confirm-email.html", "terms.html",
         "privacy.html", "app/dashboard.html", "app/appointments.html", "app/records.html",
         "app/messages.html", "app/visits.html", "app/account.html", "app/help.html",
-        "staff/verifications.html", "admin/audit.html",
+        "staff/verifications.html", "admin/audit.html", "staff/index.html",
     }
     assert expected <= names
 

@@ -1,5 +1,6 @@
 // Two-factor enrolment, shared by the login page (forced enrolment) and Account Settings:
-// POST /account/mfa/setup -> QR + secret -> code -> POST /account/mfa/confirm -> recovery codes.
+// [current password, Account Settings only] -> POST /account/mfa/setup -> QR + secret -> code
+// -> POST /account/mfa/confirm -> recovery codes.
 
 import { post } from "./api.js";
 import { h, replaceChildren, focusElement, uniqueId, notice } from "./dom.js";
@@ -93,34 +94,45 @@ export function renderRecoveryCodes(container, codes, { onDone, headingLevel = "
   focusElement(heading);
 }
 
-/**
- * Run enrolment inside `container`. Resolves nothing; calls `onEnrolled(codes)` after confirm
- * and `onDone()` when the person confirms they saved the codes.
- */
-export async function runMfaEnrolment(container, { onDone, headingLevel = "h2", onCancel = null }) {
-  const heading = h(headingLevel, { text: "Set up two-factor authentication" });
-  const body = h("div", {}, h("p", { class: "loading", text: "Preparing your setup key…" }));
-  replaceChildren(container, heading, body);
-  focusElement(heading);
+/** Asks for the current password before set-up starts (Account Settings, not the login enrolment). */
+function passwordForm(onPassword, onCancel) {
+  const inputId = uniqueId("mfa-password");
+  const hintId = `${inputId}-hint`;
+  const form = h(
+    "form",
+    { class: "mfa-password-form" },
+    h(
+      "div",
+      { class: "field" },
+      h("label", { for: inputId, text: "Current password" }),
+      h("input", {
+        id: inputId,
+        name: "current_password",
+        type: "password",
+        autocomplete: "current-password",
+        required: true,
+        "aria-describedby": hintId,
+        "data-required-message": "Enter your current password to set up two-factor authentication.",
+      }),
+      h("p", {
+        class: "hint",
+        id: hintId,
+        text: "For your security, enter your password before setting up two-factor authentication.",
+      }),
+    ),
+    h(
+      "div",
+      { class: "form-actions" },
+      h("button", { class: "button", type: "submit", text: "Continue" }),
+      cancelButton(onCancel),
+    ),
+  );
+  handleSubmit(form, async (data) => onPassword(data.current_password));
+  return form;
+}
 
-  let setup;
-  try {
-    setup = await post("/account/mfa/setup");
-  } catch (error) {
-    const retry = h("button", {
-      type: "button",
-      class: "button",
-      text: "Try again",
-      onClick: () => runMfaEnrolment(container, { onDone, headingLevel, onCancel }),
-    });
-    replaceChildren(
-      body,
-      h("div", { class: "alert alert--error", role: "alert" }, h("p", { text: error.message })),
-      h("div", { class: "button-row" }, retry, cancelButton(onCancel)),
-    );
-    return;
-  }
-
+/** Show the QR code and key of a fresh set-up, then the code form. */
+function showSetup(container, body, setup, { onDone, headingLevel, onCancel }) {
   const qrImage = h("img", {
     class: "mfa-qr",
     src: svgDataUrl(setup.qr_svg || ""),
@@ -154,6 +166,53 @@ export async function runMfaEnrolment(container, { onDone, headingLevel = "h2", 
     form,
     actions,
   );
+}
+
+/**
+ * Run enrolment inside `container`. Calls `onDone()` when the person confirms they saved the
+ * recovery codes. `askPassword`: ask for the current password first (required by the server
+ * when set-up starts from a full session, i.e. Account Settings; the login enrolment needs none).
+ */
+export async function runMfaEnrolment(
+  container,
+  { onDone, headingLevel = "h2", onCancel = null, askPassword = false },
+) {
+  const options = { onDone, headingLevel, onCancel };
+  const heading = h(headingLevel, { text: "Set up two-factor authentication" });
+  const body = h("div", {});
+  replaceChildren(container, heading, body);
+
+  if (askPassword) {
+    const form = passwordForm(async (password) => {
+      const setup = await post("/account/mfa/setup", { current_password: password });
+      showSetup(container, body, setup, options);
+      focusElement(heading);
+    }, onCancel);
+    replaceChildren(body, form);
+    focusElement(form.elements.namedItem("current_password"));
+    return;
+  }
+
+  replaceChildren(body, h("p", { class: "loading", text: "Preparing your setup key…" }));
+  focusElement(heading);
+  let setup;
+  try {
+    setup = await post("/account/mfa/setup");
+  } catch (error) {
+    const retry = h("button", {
+      type: "button",
+      class: "button",
+      text: "Try again",
+      onClick: () => runMfaEnrolment(container, options),
+    });
+    replaceChildren(
+      body,
+      h("div", { class: "alert alert--error", role: "alert" }, h("p", { text: error.message })),
+      h("div", { class: "button-row" }, retry, cancelButton(onCancel)),
+    );
+    return;
+  }
+  showSetup(container, body, setup, options);
 }
 
 function cancelButton(onCancel) {

@@ -14,16 +14,17 @@ const PATIENT_TABS = [
   { href: "/app/account.html", label: "Account Settings" },
   { href: "/app/help.html", label: "Help Desk" },
 ];
-const STAFF_ROLES = ["staff", "admin", "provider"];
+/** Clinic tools, each with the roles that may use it (the server checks too). */
+export const CLINIC_TABS = [
+  { href: "/staff/index.html", label: "Clinic console", roles: ["provider", "staff", "admin"] },
+  { href: "/staff/verifications.html", label: "Verification queue", roles: ["staff", "admin"] },
+  { href: "/admin/users.html", label: "Users", roles: ["admin"] },
+  { href: "/admin/audit.html", label: "Audit log", roles: ["admin"] },
+];
 
-/** The tabs a role sees, in order. */
+/** The tabs a role sees, in order: the portal tabs, then the clinic tools it may use. */
 export function tabsFor(role) {
-  const tabs = [...PATIENT_TABS];
-  if (STAFF_ROLES.includes(role)) {
-    tabs.push({ href: "/staff/verifications.html", label: "Verification queue" });
-  }
-  if (role === "admin") tabs.push({ href: "/admin/audit.html", label: "Audit log" });
-  return tabs;
+  return [...PATIENT_TABS, ...CLINIC_TABS.filter((t) => t.roles.includes(role))];
 }
 
 function currentPath() {

@@ -1,8 +1,8 @@
 // Where people land after logging in, and which `next` targets are safe to follow.
 
-/** The start page for a role: patients get their dashboard, everyone else the staff queue. */
+/** The start page for a role: patients get their dashboard, the clinic its console. */
 export function homeFor(user) {
-  return user && user.role === "patient" ? "/app/dashboard.html" : "/staff/verifications.html";
+  return user && user.role === "patient" ? "/app/dashboard.html" : "/staff/index.html";
 }
 
 /**

@@ -1,4 +1,6 @@
-"""Account Settings endpoints (``/account/*``); the rules live in ``service``."""
+"""Account Settings endpoints (``/account/*``); the rules live in ``service``,
+``email_change`` and ``mfa_service``. Mails the services return go out after
+the response (``with_mail``)."""
 
 from __future__ import annotations
 
@@ -11,15 +13,15 @@ from rtc_server.api import api_route, json_response, no_content, read_body
 from rtc_server.auth.current import require_actor
 from rtc_server.auth.sessions import set_session_cookie
 from rtc_server.context import db, mailer, meta, settings
-from rtc_server.portal.account import service
+from rtc_server.portal.account import email_change, mfa_service, service
+from rtc_server.portal.account.mfa_service import MfaConfirmed, MfaSetupOut
 from rtc_server.portal.account.service import (
     AccountOut,
     ContactChange,
-    MfaConfirmed,
-    MfaSetupOut,
     NotificationPrefs,
     SessionOut,
 )
+from rtc_server.portal.registration.mail import with_mail
 
 
 class UsernameChange(BaseModel):
@@ -47,6 +49,11 @@ class StatusOut(BaseModel):
     status: str
 
 
+class MfaSetupIn(BaseModel):
+    #: Required from a full session; not asked in the first-login enrolment.
+    current_password: str | None = Field(default=None, max_length=1024)
+
+
 class MfaCodeIn(BaseModel):
     code: str = Field(min_length=1, max_length=64)
 
@@ -72,9 +79,10 @@ async def update_contact(request: Request) -> Response:
     actor = await require_actor(request)
     body = await read_body(request, ContactChange)
     async with db(request) as session:
-        out = await service.update_contact(session, actor, body, settings=settings(request),
-                                           mailer=mailer(request))
-    return json_response(out)
+        out, mails = await email_change.update_contact(
+            session, actor, body, settings=settings(request), mailer=mailer(request)
+        )
+    return with_mail(json_response(out), request, mails)
 
 
 async def confirm_email(request: Request) -> Response:
@@ -82,7 +90,7 @@ async def confirm_email(request: Request) -> Response:
     body = await read_body(request, EmailConfirm)
     m = meta(request)
     async with db(request) as session:
-        await service.confirm_email(session, token=body.token, request_id=m.request_id, ip=m.ip)
+        await email_change.confirm_email(session, token=body.token, request_id=m.request_id, ip=m.ip)
     return json_response(StatusOut(status="email_confirmed"))
 
 
@@ -91,11 +99,11 @@ async def change_username(request: Request) -> Response:
     actor = await require_actor(request)
     body = await read_body(request, UsernameChange)
     async with db(request) as session:
-        out = await service.change_username(
+        out, mails = await service.change_username(
             session, actor, username=body.username, current_password=body.current_password,
             settings=settings(request), mailer=mailer(request),
         )
-    return json_response(out)
+    return with_mail(json_response(out), request, mails)
 
 
 async def change_password(request: Request) -> Response:
@@ -103,11 +111,11 @@ async def change_password(request: Request) -> Response:
     actor = await require_actor(request)
     body = await read_body(request, PasswordChange)
     async with db(request) as session:
-        await service.change_password(
+        mails = await service.change_password(
             session, actor, current_password=body.current_password, new_password=body.new_password,
             settings=settings(request), mailer=mailer(request),
         )
-    return json_response(StatusOut(status="password_changed"))
+    return with_mail(json_response(StatusOut(status="password_changed")), request, mails)
 
 
 async def change_security_question(request: Request) -> Response:
@@ -115,12 +123,12 @@ async def change_security_question(request: Request) -> Response:
     actor = await require_actor(request)
     body = await read_body(request, SecurityQuestionChange)
     async with db(request) as session:
-        out = await service.set_security_question(
+        out, mails = await service.set_security_question(
             session, actor, current_password=body.current_password,
             question=body.security_question, answer=body.security_answer,
             settings=settings(request), mailer=mailer(request),
         )
-    return json_response(out)
+    return with_mail(json_response(out), request, mails)
 
 
 async def set_notifications(request: Request) -> Response:
@@ -149,10 +157,16 @@ async def end_session(request: Request) -> Response:
 
 
 async def mfa_setup(request: Request) -> Response:
-    """Start two-factor set-up: a new secret as text, URI and QR code."""
+    """Start two-factor set-up: a new secret as text, URI and QR code (a full
+    session must give the current password)."""
     actor = await require_actor(request, allow_partial=True)
+    body = await read_body(request, MfaSetupIn)
     async with db(request) as session:
-        return json_response(await service.mfa_setup(session, actor, settings(request)))
+        out = await mfa_service.mfa_setup(
+            session, actor, settings(request), current_password=body.current_password,
+            mailer=mailer(request),
+        )
+    return json_response(out)
 
 
 async def mfa_confirm(request: Request) -> Response:
@@ -160,13 +174,13 @@ async def mfa_confirm(request: Request) -> Response:
     actor = await require_actor(request, allow_partial=True)
     body = await read_body(request, MfaCodeIn)
     async with db(request) as session:
-        result: MfaConfirmed = await service.mfa_confirm(
+        result: MfaConfirmed = await mfa_service.mfa_confirm(
             session, actor, code=body.code, settings=settings(request), mailer=mailer(request)
         )
     response = json_response(RecoveryCodesOut(recovery_codes=result.recovery_codes))
     if result.new_session_token:
         set_session_cookie(response, result.new_session_token, settings(request))
-    return response
+    return with_mail(response, request, result.mails)
 
 
 async def mfa_disable(request: Request) -> Response:
@@ -174,11 +188,11 @@ async def mfa_disable(request: Request) -> Response:
     actor = await require_actor(request)
     body = await read_body(request, MfaDisable)
     async with db(request) as session:
-        await service.mfa_disable(
+        mails = await mfa_service.mfa_disable(
             session, actor, current_password=body.current_password, code=body.code,
             settings=settings(request), mailer=mailer(request),
         )
-    return no_content()
+    return with_mail(no_content(), request, mails)
 
 
 _T = "account"
@@ -200,7 +214,8 @@ routes: list[BaseRoute] = [
     api_route("/account/sessions", list_sessions, methods=["GET"], response=SessionOut,
               response_list=True, tag=_T),
     api_route("/account/sessions/{id}", end_session, methods=["DELETE"], status_code=204, tag=_T),
-    api_route("/account/mfa/setup", mfa_setup, methods=["POST"], response=MfaSetupOut, tag=_T),
+    api_route("/account/mfa/setup", mfa_setup, methods=["POST"], body=MfaSetupIn,
+              response=MfaSetupOut, tag=_T),
     api_route("/account/mfa/confirm", mfa_confirm, methods=["POST"], body=MfaCodeIn,
               response=RecoveryCodesOut, tag=_T),
     api_route("/account/mfa/disable", mfa_disable, methods=["POST"], body=MfaDisable,

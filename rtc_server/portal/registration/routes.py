@@ -1,7 +1,8 @@
 """Registration, activation, the password policy, and the staff verification queue.
 
 Replies that must not tell whether a record or an account exists are built
-before any mail is sent: mail goes in a background task after the response.
+before any mail is sent: mail goes in a background task after the response,
+and they take at least ``timing.MIN_RESPONSE_SECONDS`` whatever was found.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from starlette.routing import BaseRoute
 from rtc_server.api import api_route, json_response, path_int, read_body
 from rtc_server.auth.current import require_actor
 from rtc_server.auth.password_policy import MAX_LENGTH, MIN_LENGTH, RULES
+from rtc_server.auth.timing import response_floor
 from rtc_server.context import db, meta, settings
 from rtc_server.db import as_utc
-from rtc_server.portal.registration import service
+from rtc_server.portal.registration import service, verification
 from rtc_server.portal.registration.mail import with_mail
 from rtc_server.portal.registration.service import CHECK_EMAIL_MESSAGE, RegisterForm
 
@@ -88,10 +90,11 @@ class DecisionOut(BaseModel):
 
 async def register(request: Request) -> Response:
     """Register against the record on file (same reply whether or not it matched)."""
-    form = await read_body(request, RegisterForm)
-    async with db(request) as session:
-        mails = await service.register(session, form=form, meta=meta(request),
-                                       settings=settings(request))
+    async with response_floor():
+        form = await read_body(request, RegisterForm)
+        async with db(request) as session:
+            mails = await service.register(session, form=form, meta=meta(request),
+                                           settings=settings(request))
     return with_mail(json_response(CheckEmailOut(), 202), request, mails)
 
 
@@ -105,10 +108,11 @@ async def activate(request: Request) -> Response:
 
 async def resend_activation(request: Request) -> Response:
     """Email a new activation link to a pending account (always 202)."""
-    body = await read_body(request, ResendIn)
-    async with db(request) as session:
-        mails = await service.resend_activation(session, email=body.email, meta=meta(request),
-                                                settings=settings(request))
+    async with response_floor():
+        body = await read_body(request, ResendIn)
+        async with db(request) as session:
+            mails = await service.resend_activation(session, email=body.email,
+                                                    meta=meta(request), settings=settings(request))
     return with_mail(json_response(AcceptedOut(), 202), request, mails)
 
 
@@ -118,7 +122,7 @@ async def password_policy(_request: Request) -> Response:
                                            rules=RULES[1:]))
 
 
-def _verification_out(item: service.Verification) -> VerificationOut:
+def _verification_out(item: verification.Verification) -> VerificationOut:
     reg, patient = item.registration, item.patient
     created_at = as_utc(reg.created_at)
     created = created_at.isoformat() if created_at else ""
@@ -134,10 +138,10 @@ def _verification_out(item: service.Verification) -> VerificationOut:
 
 
 async def list_verifications(request: Request) -> Response:
-    """Registrations waiting for staff to confirm the patient's identity."""
+    """Registrations waiting for staff to confirm the patient's identity (staff and admins)."""
     actor = await require_actor(request)
     async with db(request) as session:
-        items = await service.list_verifications(session, actor=actor)
+        items = await verification.list_verifications(session, actor=actor)
     return json_response([_verification_out(i).model_dump(mode="json") for i in items])
 
 
@@ -147,7 +151,7 @@ async def approve(request: Request) -> Response:
     registration_id = path_int(request)
     body = await read_body(request, ApproveIn)
     async with db(request) as session:
-        mails = await service.approve(session, actor=actor, registration_id=registration_id,
+        mails = await verification.approve(session, actor=actor, registration_id=registration_id,
                                       note=body.note, settings=settings(request))
     return with_mail(json_response(DecisionOut(status="approved")), request, mails)
 
@@ -158,7 +162,7 @@ async def reject(request: Request) -> Response:
     registration_id = path_int(request)
     body = await read_body(request, RejectIn)
     async with db(request) as session:
-        await service.reject(session, actor=actor, registration_id=registration_id,
+        await verification.reject(session, actor=actor, registration_id=registration_id,
                              reason=body.reason)
     return json_response(DecisionOut(status="rejected"))
 

@@ -1,5 +1,5 @@
-"""Patient registration against the record on file, activation, and the staff
-identity-verification queue.
+"""Patient registration against the record on file and activation (the staff
+identity-verification queue is in ``verification``).
 
 What ``register`` guarantees:
 
@@ -20,6 +20,10 @@ What ``register`` guarantees:
 
 Every outcome is audited as ``registration.submit``; the resource names the
 reason for failures (``registration:no_match`` ...) and carries no personal data.
+Nobody is signed in, so these rows have no actor: an account created here is
+the ``resource`` (``user:<id>``), never the actor. A 429 is audited with
+outcome ``denied``. Limits are counted before the work they guard, atomically
+(see ``auth.throttle``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from datetime import date
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -38,7 +42,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rtc_server import audit
 from rtc_server.auth import emailed_tokens, throttle
 from rtc_server.auth.accounts import normalize_username, username_problems
-from rtc_server.auth.current import Actor
 from rtc_server.auth.models import (
     AccountToken,
     Registration,
@@ -53,7 +56,7 @@ from rtc_server.auth.passwords import hash_secret, normalize_answer
 from rtc_server.config import PRIVACY_VERSION, TERMS_VERSION, Settings
 from rtc_server.context import RequestMeta
 from rtc_server.db import utcnow
-from rtc_server.errors import Conflict, Gone, InvalidInput, NotFound, RateLimited
+from rtc_server.errors import Gone, InvalidInput, NotFound, RateLimited
 from rtc_server.portal.registration import mail
 from rtc_server.portal.registration.matching import ZIP_PATTERN, MatchKind, find_record
 from rtc_server.records.models import Patient
@@ -229,13 +232,14 @@ async def register(
     """Take a sign-up; returns the mail to send after replying. The caller replies
     202 ``CHECK_EMAIL_MESSAGE`` whatever happened here (short of 422/429)."""
     clean = check_form(form)
+    secret = settings.secret
     ip = meta.ip or "unknown"
-    await throttle.hit(db, throttle.key_for("register:ip", ip),
-                       limit=REGISTER_PER_IP[0], window_seconds=REGISTER_PER_IP[1])
+    await _limit(db, "registration.submit", throttle.key_for("register:ip", ip, secret),
+                 REGISTER_PER_IP, meta)
     person = "|".join((normalize_name(clean.first_name), normalize_name(clean.last_name),
                        clean.birth_date.isoformat()))
-    await throttle.hit(db, throttle.key_for("register:person", person),
-                       limit=REGISTER_PER_PERSON[0], window_seconds=REGISTER_PER_PERSON[1])
+    await _limit(db, "registration.submit", throttle.key_for("register:person", person, secret),
+                 REGISTER_PER_PERSON, meta)
     # Both hashes, always: a miss costs as much time as a match.
     password_hash = await hash_secret(clean.password)
     answer_hash = await hash_secret(normalize_answer(clean.security_answer))
@@ -258,8 +262,9 @@ async def register(
     patient = match.patient
     assert patient.id is not None
     patient_id = patient.id
+    await db.commit()  # end the read transaction before counting on another connection
     try:
-        await throttle.hit(db, f"register:record:{patient_id}",
+        await throttle.hit(throttle.engine_of(db), f"register:record:{patient_id}",
                            limit=REGISTER_PER_RECORD[0], window_seconds=REGISTER_PER_RECORD[1])
     except RateLimited:
         await outcome("failure", "throttled", patient_id)
@@ -309,21 +314,42 @@ async def register(
         },
     )
     db.add(reg)
-    await db.flush()
     mails: list[mail.Mail] = []
-    if not verify:
-        assert patient.email is not None
-        token = await emailed_tokens.issue(db, user_id=user.id, purpose=TokenPurpose.activation,
-                                           email=patient.email)
-        mails.append(mail.activation(
-            to=patient.email, name=patient.given_name, clinic=settings.clinic_name,
-            url=mail.link(settings.base_url, "activate.html", token),
-        ))
-    await audit.record(db, action="registration.submit", outcome="success", patient_id=patient_id,
-                       actor_id=user.id, resource=f"registration:{reg.id}",
-                       request_id=meta.request_id, ip=meta.ip)
-    await db.commit()
+    user_id = user.id
+    try:
+        await db.flush()
+        if not verify:
+            assert patient.email is not None
+            token = await emailed_tokens.issue(db, user_id=user_id,
+                                               purpose=TokenPurpose.activation, email=patient.email)
+            mails.append(mail.activation(
+                to=patient.email, name=patient.given_name, clinic=settings.clinic_name,
+                url=mail.link(settings.base_url, "activate.html", token),
+            ))
+        await audit.record(db, action="registration.submit", outcome="success",
+                           patient_id=patient_id, resource=f"user:{user_id}",
+                           request_id=meta.request_id, ip=meta.ip)
+        await db.commit()
+    except IntegrityError:
+        # A parallel sign-up or a staff decision changed these rows under us:
+        # nothing of this one is kept, and the reply stays the same 202.
+        await db.rollback()
+        await outcome("failure", "conflict", patient_id)
+        return []
     return mails
+
+
+async def _limit(
+    db: AsyncSession, action: str, key: str, limit: tuple[int, int], meta: RequestMeta
+) -> None:
+    """Count against a limit that may answer 429 (the same whatever was found);
+    a refusal is audited. Call before the session has written anything."""
+    got = await throttle.count(throttle.engine_of(db), key, window_seconds=limit[1])
+    if got.count > limit[0]:
+        await audit.record(db, action=action, outcome="denied", resource="registration:rate_limited",
+                           request_id=meta.request_id, ip=meta.ip)
+        await db.commit()
+        raise RateLimited(retry_after=got.retry_after)
 
 
 # --- activation -------------------------------------------------------------
@@ -362,13 +388,14 @@ async def resend_activation(
 ) -> list[mail.Mail]:
     """New links for pending accounts at ``email`` that may activate (link sent
     to the record's address, or staff approved). Silent otherwise."""
-    await throttle.hit(db, throttle.key_for("resend:ip", meta.ip or "unknown"),
-                       limit=RESEND_PER_IP[0], window_seconds=RESEND_PER_IP[1])
+    secret = settings.secret
+    await _limit(db, "account.activation_resend",
+                 throttle.key_for("resend:ip", meta.ip or "unknown", secret), RESEND_PER_IP, meta)
     address = normalize_email(email)
     if address is None:
         return []
-    await throttle.hit(db, throttle.key_for("resend:email", address.lower()),
-                       limit=RESEND_PER_EMAIL[0], window_seconds=RESEND_PER_EMAIL[1])
+    await _limit(db, "account.activation_resend",
+                 throttle.key_for("resend:email", address.lower(), secret), RESEND_PER_EMAIL, meta)
     rows = (
         await db.exec(
             select(User, Registration)
@@ -394,111 +421,7 @@ async def resend_activation(
             clinic=settings.clinic_name, url=mail.link(settings.base_url, "activate.html", token),
         ))
         await audit.record(db, action="account.activation_resend", outcome="success",
-                           actor_id=user.id, patient_id=user.patient_id, resource=f"user:{user.id}",
+                           patient_id=user.patient_id, resource=f"user:{user.id}",
                            request_id=meta.request_id, ip=meta.ip)
     await db.commit()
     return mails
-
-
-# --- staff identity verification --------------------------------------------
-
-@dataclass(frozen=True)
-class Verification:
-    registration: Registration
-    patient: Patient
-
-
-async def list_verifications(db: AsyncSession, *, actor: Actor) -> list[Verification]:
-    """Registrations waiting for a person to confirm the patient's identity,
-    oldest first. Staff, admins and providers may look; each record shown is
-    audited as a read of that patient's details."""
-    actor.require_role(Role.staff, Role.admin, Role.provider)
-    rows = (
-        await db.exec(
-            select(Registration, Patient)
-            .join(Patient, col(Patient.id) == col(Registration.patient_id))
-            .where(Registration.status == RegistrationStatus.awaiting_verification)
-            .order_by(col(Registration.created_at), col(Registration.id))
-            .limit(500)
-        )
-    ).all()
-    for reg, patient in rows:
-        await audit.record(db, action="registration.verification.view", outcome="success",
-                           actor_id=actor.user_id, actor_role=actor.role, patient_id=patient.id,
-                           resource=f"registration:{reg.id}", request_id=actor.meta.request_id,
-                           ip=actor.meta.ip)
-    await db.commit()
-    return [Verification(reg, patient) for reg, patient in rows]
-
-
-async def _decide(
-    db: AsyncSession, *, actor: Actor, registration_id: int, status: RegistrationStatus,
-    note: str | None,
-) -> tuple[Registration, User]:
-    """Move a waiting registration to ``status``. The UPDATE is conditional, so of
-    two people deciding at once exactly one wins; the other gets 409."""
-    reg = await db.get(Registration, registration_id)
-    if reg is None:
-        raise NotFound("No such registration.")
-    result = await db.exec(  # type: ignore[call-overload]
-        update(Registration)
-        .where(col(Registration.id) == registration_id,
-               col(Registration.status) == RegistrationStatus.awaiting_verification)
-        .values(status=status, decided_at=utcnow(), decided_by=actor.user_id,
-                decision_note=(note or "").strip()[:500] or None)
-    )
-    if result.rowcount != 1:
-        raise Conflict("This registration was already decided.", code="already_decided")
-    await db.refresh(reg)
-    user = await db.get(User, reg.user_id)
-    if user is None:
-        raise NotFound("No such registration.")
-    return reg, user
-
-
-async def approve(
-    db: AsyncSession, *, actor: Actor, registration_id: int, note: str | None, settings: Settings
-) -> list[mail.Mail]:
-    """Staff confirmed the patient's identity: mail the activation link to the
-    email the patient entered, which becomes the account's address."""
-    actor.require_role(Role.staff, Role.admin)
-    reg, user = await _decide(db, actor=actor, registration_id=registration_id,
-                              status=RegistrationStatus.approved, note=note)
-    email = str(reg.entered.get("email") or "")
-    if not email:
-        raise Conflict("This registration has no email address to send the link to.")
-    assert user.id is not None
-    user.email = email
-    db.add(user)
-    token = await emailed_tokens.issue(db, user_id=user.id, purpose=TokenPurpose.activation,
-                                       email=email)
-    await audit.record(db, action="registration.approve", outcome="success", actor_id=actor.user_id,
-                       actor_role=actor.role, patient_id=reg.patient_id,
-                       resource=f"registration:{reg.id}", request_id=actor.meta.request_id,
-                       ip=actor.meta.ip)
-    await db.commit()
-    return [mail.activation(
-        to=email, name=str(reg.entered.get("first_name") or "") or None,
-        clinic=settings.clinic_name, url=mail.link(settings.base_url, "activate.html", token),
-    )]
-
-
-async def reject(db: AsyncSession, *, actor: Actor, registration_id: int, reason: str) -> None:
-    """Staff could not confirm the identity. The registration is kept as rejected;
-    its account is disabled and let go of the record and the username, so the
-    record can be registered again, correctly."""
-    actor.require_role(Role.staff, Role.admin)
-    reason = reason.strip()
-    if not reason:
-        raise InvalidInput("reason", "Say why the registration is rejected.")
-    reg, user = await _decide(db, actor=actor, registration_id=registration_id,
-                              status=RegistrationStatus.rejected, note=reason)
-    user.status, user.patient_id, user.email = UserStatus.disabled, None, None
-    user.username_norm = f"~rejected~{user.id}"  # '~' is not allowed in usernames
-    user.password_hash, user.security_answer_hash = "!", None  # unusable on purpose
-    db.add(user)
-    await audit.record(db, action="registration.reject", outcome="success", actor_id=actor.user_id,
-                       actor_role=actor.role, patient_id=reg.patient_id,
-                       resource=f"registration:{reg.id}", request_id=actor.meta.request_id,
-                       ip=actor.meta.ip)
-    await db.commit()

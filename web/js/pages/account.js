@@ -25,6 +25,43 @@ function humanize(key) {
 
 /* ---------- Contact information ---------- */
 
+function sameAddress(a, b) {
+  return String(a || "").trim().toLowerCase() === String(b || "").trim().toLowerCase();
+}
+
+/** True when the email field holds an address that needs the password (a new one). */
+function emailChanging() {
+  const value = $("#contact-email").value.trim();
+  return Boolean(value) && !sameAddress(value, account.email) && !sameAddress(value, account.pending_email);
+}
+
+/** Show the "Current password" field only while the email is being changed. */
+function syncContactPassword() {
+  const input = $("#contact-password");
+  const show = emailChanging();
+  $("#contact-password-field").hidden = !show;
+  input.disabled = !show;
+  if (!show) input.value = "";
+}
+
+async function cancelEmailChange(button) {
+  button.disabled = true;
+  const form = $("#contact-form");
+  try {
+    account = await patch("/account/contact", { email: account.email });
+  } catch (error) {
+    button.disabled = false;
+    setFormStatus(form, "");
+    const box = notice("error", h("p", { text: `Could not cancel the change. ${error.message}` }));
+    box.setAttribute("role", "alert");
+    $("#pending-email").append(box);
+    return;
+  }
+  renderContact();
+  setFormStatus(form, "The email change was cancelled; its confirmation link no longer works.");
+  focusElement($("#contact-heading"));
+}
+
 function renderContact() {
   const form = $("#contact-form");
   form.elements.namedItem("email").value = account.email || "";
@@ -35,6 +72,12 @@ function renderContact() {
   }
   const pending = $("#pending-email");
   if (account.pending_email) {
+    const cancel = h("button", {
+      type: "button",
+      class: "button button--secondary button--small",
+      text: "Cancel email change",
+    });
+    cancel.addEventListener("click", () => cancelEmailChange(cancel));
     replaceChildren(
       pending,
       notice(
@@ -48,27 +91,39 @@ function renderContact() {
           h("strong", { text: account.email || "your current address" }),
           ".",
         ),
+        h("p", {}, cancel),
       ),
     );
   } else {
     pending.replaceChildren();
   }
   $("#sms-hint").hidden = Boolean(account.phone);
+  syncContactPassword();
 }
 
 function wireContact() {
   const form = $("#contact-form");
+  $("#contact-email").addEventListener("input", syncContactPassword);
   handleSubmit(form, async (data) => {
     const body = { phone: data.phone || null, address: data.address };
-    const emailChanged = data.email && data.email !== account.email && data.email !== account.pending_email;
-    if (emailChanged) body.email = data.email;
+    const emailChanged = emailChanging();
+    // The current address again while a change is pending cancels that change.
+    const cancelling = Boolean(account.pending_email) && sameAddress(data.email, account.email);
+    if (emailChanged) {
+      body.email = data.email;
+      body.current_password = data.current_password;
+    } else if (cancelling) {
+      body.email = account.email;
+    }
     account = await patch("/account/contact", body);
     renderContact();
     setFormStatus(
       form,
       emailChanged
         ? `Contact information saved. Check ${data.email} for a link to confirm the new address.`
-        : "Contact information saved.",
+        : cancelling
+          ? "Contact information saved. The email change was cancelled."
+          : "Contact information saved.",
     );
   });
 }
@@ -276,6 +331,7 @@ function renderMfa({ focus = false } = {}) {
       replaceChildren(body, holder);
       runMfaEnrolment(holder, {
         headingLevel: "h3",
+        askPassword: true,
         onCancel: () => renderMfa({ focus: true }),
         onDone: () => {
           account.mfa_enabled = true;

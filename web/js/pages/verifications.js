@@ -154,7 +154,7 @@ async function load() {
   else replaceChildren(queue, list.map(card));
 }
 
-const session = await initPortal({ roles: ["staff", "admin", "provider"] });
+const session = await initPortal({ roles: ["staff", "admin"] });
 if (session) {
   canDecide = ["staff", "admin"].includes(session.user.role);
   $("#queue-refresh").addEventListener("click", load);

@@ -1,0 +1,47 @@
+"""The mails Account Settings sends: the link that confirms a new address, and
+a notice to the account's address after every change that matters for
+security, so a hijacked session cannot quietly take an account over.
+
+They are ``registration.mail.Mail`` values (plain text and HTML, anything a
+person typed escaped in the HTML) built by the services and sent by the
+routes after the response with ``with_mail``, so no request waits for SMTP.
+"""
+
+from __future__ import annotations
+
+from rtc_server.auth.models import User
+from rtc_server.config import Settings
+
+# The composer lives with the registration mails; see the report about moving
+# it to rtc_server/notify/ so both packages share it under a public name.
+from rtc_server.portal.registration.mail import Mail, _compose, link
+
+
+def _name(user: User) -> str:
+    return user.display_name or user.username
+
+
+def confirm_new_email(*, user: User, to: str, token: str, settings: Settings) -> Mail:
+    clinic = settings.clinic_name
+    return _compose(
+        "email_change_confirm", to, f"{clinic}: confirm your new email address", clinic, _name(user),
+        [
+            "Someone, hopefully you, asked to use this address for a patient portal account. "
+            "Open the link below to confirm it.",
+            "The link works once and expires in 48 hours. If you did not ask for this, ignore "
+            "this message and nothing will change.",
+        ],
+        ("Confirm your new email address", link(settings.base_url, "confirm-email.html", token)),
+    )
+
+
+def security_notice(*, user: User, settings: Settings, kind: str, subject: str, what: str) -> list[Mail]:
+    """A notice to the account's current address (none if it has no address)."""
+    if not user.email:
+        return []
+    clinic = settings.clinic_name
+    return [_compose(
+        kind, user.email, f"{clinic}: {subject}", clinic, _name(user),
+        [f"{what} If this wasn't you, reset your password now and contact the clinic."],
+        ("Reset your password", f"{settings.base_url}/forgot-password.html"),
+    )]

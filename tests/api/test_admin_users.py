@@ -1,0 +1,208 @@
+"""Admins manage accounts: list them, change a role (audited, never their own,
+consistent with the patient link, forcing two-factor enrolment for staff
+roles) and lift a sign-in lock."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pyotp
+from sqlmodel import select
+
+from rtc_server.audit import AuditEvent
+from rtc_server.auth import login
+from rtc_server.auth.accounts import create_account
+from rtc_server.auth.models import Role, User
+from rtc_server.records.models import Patient
+from rtc_server.records.names import normalize_name
+
+PASSWORD = "Harbor-Lantern-93"
+
+
+async def make_user(session_factory, username: str, role: Role, *, with_patient: bool = False) -> int:
+    async with session_factory() as s:
+        patient_id = None
+        if with_patient:
+            patient = Patient(given_name="Maria", family_name="Lopez", given_norm=normalize_name("Maria"),
+                              family_norm=normalize_name("Lopez"), birth_date=date(1990, 5, 1),
+                              zip="10001")
+            s.add(patient)
+            await s.flush()
+            patient_id = patient.id
+        user = await create_account(s, username=username, password=PASSWORD, role=role,
+                                    email=f"{username}@example.org", display_name=username,
+                                    patient_id=patient_id)
+        await s.commit()
+        return user.id
+
+
+async def sign_in(client, username: str, secrets_seen) -> dict:
+    secrets_seen.add(PASSWORD)
+    r = await client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    secrets_seen.add(client.cookies["rtc_session"])
+    return r.json()
+
+
+async def admin_client(make_client, session_factory, secrets_seen):
+    """A full admin session (enrolled in two-factor at first sign-in)."""
+    admin_id = await make_user(session_factory, "site.admin", Role.admin)
+    c = await make_client()
+    assert (await sign_in(c, "site.admin", secrets_seen))["status"] == "mfa_enroll_required"
+    secret = (await c.post("/api/v1/account/mfa/setup")).json()["secret"]
+    secrets_seen.add(secret)
+    r = await c.post("/api/v1/account/mfa/confirm", json={"code": pyotp.TOTP(secret).now()})
+    assert r.status_code == 200
+    secrets_seen.update(r.json()["recovery_codes"])
+    secrets_seen.add(c.cookies["rtc_session"])
+    return c, admin_id
+
+
+async def audit_rows(session_factory, action: str) -> list[AuditEvent]:
+    async with session_factory() as s:
+        return list((await s.exec(select(AuditEvent).where(AuditEvent.action == action))).all())
+
+
+async def test_admin_lists_users_by_role_and_username_prefix(
+    make_client, session_factory, secrets_seen
+) -> None:
+    admin, _ = await admin_client(make_client, session_factory, secrets_seen)
+    ids = [await make_user(session_factory, f"desk.{n}", Role.staff) for n in range(3)]
+    await make_user(session_factory, "maria.lopez", Role.patient, with_patient=True)
+
+    r = await admin.get("/api/v1/admin/users", params={"role": "staff", "limit": 2})
+    assert r.status_code == 200
+    page = r.json()
+    assert [row["id"] for row in page["rows"]] == [ids[2], ids[1]]  # newest first
+    row = page["rows"][0]
+    assert set(row) == {"id", "username", "display_name", "role", "status", "mfa_enabled",
+                        "created_at", "locked_until"}
+    assert "password" not in r.text and "mfa_secret" not in r.text
+    more = await admin.get("/api/v1/admin/users",
+                           params={"role": "staff", "limit": 2, "before_id": page["next_before_id"]})
+    assert [row["id"] for row in more.json()["rows"]] == [ids[0]]
+    assert more.json()["next_before_id"] is None
+
+    by_name = await admin.get("/api/v1/admin/users", params={"q": "MARIA"})
+    assert [row["username"] for row in by_name.json()["rows"]] == ["maria.lopez"]
+    everyone = await admin.get("/api/v1/admin/users", params={"role": ""})
+    assert len(everyone.json()["rows"]) == 5
+    bad = await admin.get("/api/v1/admin/users", params={"role": "wizard", "limit": 500})
+    assert bad.status_code == 422
+    assert {f["field"] for f in bad.json()["error"]["fields"]} == {"role", "limit"}
+    assert await audit_rows(session_factory, "user.search")
+
+
+async def test_admin_changes_a_role_and_it_is_audited(
+    client, make_client, session_factory, secrets_seen
+) -> None:
+    admin, admin_id = await admin_client(make_client, session_factory, secrets_seen)
+    staff_id = await make_user(session_factory, "front.desk", Role.staff)
+    # Signed in mid-enrolment when promoted: that session must end.
+    assert (await sign_in(client, "front.desk", secrets_seen))["status"] == "mfa_enroll_required"
+
+    r = await admin.post(f"/api/v1/admin/users/{staff_id}/role", json={"role": "admin"})
+    assert r.status_code == 200
+    assert r.json()["role"] == "admin" and r.json()["id"] == staff_id
+    assert (await client.get("/api/v1/auth/session")).status_code == 401
+    async with session_factory() as s:
+        assert (await s.get(User, staff_id)).role == Role.admin
+    [row] = await audit_rows(session_factory, "role.change")
+    assert row.resource == f"user:{staff_id} staff->admin"
+    assert row.actor_id == admin_id and row.outcome == "success"
+
+    # The next sign-in must enrol in two-factor.
+    fresh = await make_client()
+    assert (await sign_in(fresh, "front.desk", secrets_seen))["status"] == "mfa_enroll_required"
+
+    bad = await admin.post(f"/api/v1/admin/users/{staff_id}/role", json={"role": "janitor"})
+    assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "role"
+    missing = await admin.post("/api/v1/admin/users/999999/role", json={"role": "staff"})
+    assert missing.status_code == 404
+
+
+async def test_promoting_an_account_with_two_factor_keeps_its_sessions(
+    client, make_client, session_factory, secrets_seen
+) -> None:
+    admin, _ = await admin_client(make_client, session_factory, secrets_seen)
+    provider_id = await make_user(session_factory, "dr.okafor", Role.provider)
+    await sign_in(client, "dr.okafor", secrets_seen)
+    secret = (await client.post("/api/v1/account/mfa/setup")).json()["secret"]
+    secrets_seen.add(secret)
+    r = await client.post("/api/v1/account/mfa/confirm", json={"code": pyotp.TOTP(secret).now()})
+    secrets_seen.update(r.json()["recovery_codes"])
+    secrets_seen.add(client.cookies["rtc_session"])
+
+    r = await admin.post(f"/api/v1/admin/users/{provider_id}/role", json={"role": "staff"})
+    assert r.status_code == 200
+    session = (await client.get("/api/v1/auth/session")).json()
+    assert session["user"]["role"] == "staff"
+
+
+async def test_only_admins_manage_users(client, make_client, session_factory, secrets_seen) -> None:
+    await admin_client(make_client, session_factory, secrets_seen)
+    target = await make_user(session_factory, "front.desk", Role.staff)
+    await make_user(session_factory, "maria.lopez", Role.patient, with_patient=True)
+    await sign_in(client, "maria.lopez", secrets_seen)
+    assert (await client.get("/api/v1/admin/users")).status_code == 403
+    r = await client.post(f"/api/v1/admin/users/{target}/role", json={"role": "admin"})
+    assert r.status_code == 403
+    assert (await client.post(f"/api/v1/admin/users/{target}/unlock")).status_code == 403
+    async with session_factory() as s:
+        assert (await s.get(User, target)).role == Role.staff
+    denied = await audit_rows(session_factory, "role.change")
+    assert [(d.outcome, d.resource) for d in denied] == [("denied", f"user:{target}")]
+    anonymous = await make_client()
+    assert (await anonymous.get("/api/v1/admin/users")).status_code == 401
+
+
+async def test_an_admin_cannot_change_their_own_role(make_client, session_factory, secrets_seen) -> None:
+    admin, admin_id = await admin_client(make_client, session_factory, secrets_seen)
+    r = await admin.post(f"/api/v1/admin/users/{admin_id}/role", json={"role": "staff"})
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "cannot_change_own_role"
+    async with session_factory() as s:
+        assert (await s.get(User, admin_id)).role == Role.admin
+
+
+async def test_roles_follow_the_patient_link(make_client, session_factory, secrets_seen) -> None:
+    admin, _ = await admin_client(make_client, session_factory, secrets_seen)
+    patient_user = await make_user(session_factory, "maria.lopez", Role.patient, with_patient=True)
+    staff_user = await make_user(session_factory, "front.desk", Role.staff)
+
+    for role in ("staff", "provider", "admin"):
+        r = await admin.post(f"/api/v1/admin/users/{patient_user}/role", json={"role": role})
+        assert r.status_code == 422
+        assert r.json()["error"]["fields"][0]["field"] == "role"
+    r = await admin.post(f"/api/v1/admin/users/{staff_user}/role", json={"role": "patient"})
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "role"
+    async with session_factory() as s:
+        assert (await s.get(User, patient_user)).role == Role.patient
+        assert (await s.get(User, staff_user)).role == Role.staff
+    assert await audit_rows(session_factory, "role.change") == []
+
+
+async def test_admin_unlocks_a_locked_account(
+    client, make_client, session_factory, secrets_seen, monkeypatch
+) -> None:
+    monkeypatch.setattr(login, "DELAY_STEP_SECONDS", 0.01)
+    admin, admin_id = await admin_client(make_client, session_factory, secrets_seen)
+    user_id = await make_user(session_factory, "maria.lopez", Role.patient, with_patient=True)
+    for _ in range(login.LOCK_AFTER):
+        await client.post("/api/v1/auth/login", json={"username": "maria.lopez", "password": "Wrong-Pass-31"})
+    assert (await client.post("/api/v1/auth/login",
+                              json={"username": "maria.lopez", "password": PASSWORD})).status_code == 401
+    listed = (await admin.get("/api/v1/admin/users", params={"q": "maria"})).json()["rows"]
+    assert listed[0]["locked_until"] is not None
+
+    r = await admin.post(f"/api/v1/admin/users/{user_id}/unlock")
+    assert r.status_code == 200
+    assert r.json()["locked_until"] is None
+    async with session_factory() as s:
+        user = await s.get(User, user_id)
+        assert user.locked_until is None and user.failed_logins == 0
+    fresh = await make_client()
+    assert (await sign_in(fresh, "maria.lopez", secrets_seen))["status"] == "ok"
+    [row] = await audit_rows(session_factory, "account.unlock")
+    assert row.resource == f"user:{user_id}" and row.actor_id == admin_id
+    assert (await admin.post("/api/v1/admin/users/999999/unlock")).status_code == 404

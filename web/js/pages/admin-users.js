@@ -1,0 +1,231 @@
+// /admin/users.html: find accounts, change a role (Save per row), lift a sign-in lock (Unlock),
+// with Newer / Older paging by before_id. Admins only; the server checks and audits each call.
+
+import { get, post, ApiError } from "../api.js";
+import { $, h, replaceChildren, focusElement, timeElement, announce } from "../dom.js";
+import { handleSubmit, serializeForm } from "../forms.js";
+import { initPortal, withLoading } from "../portal.js";
+
+const ROLES = [
+  { value: "patient", label: "Patient" },
+  { value: "provider", label: "Provider" },
+  { value: "staff", label: "Staff" },
+  { value: "admin", label: "Admin" },
+];
+
+const form = $("#users-filter");
+const results = $("#users-results");
+const message = $("#users-message");
+const pager = $("#users-pager");
+const older = $("#users-older");
+const newer = $("#users-newer");
+const pageStatus = $("#users-page-status");
+
+let me = null;
+let filters = {};
+// before_id of each page shown so far; [null] is the newest page.
+let pages = [null];
+let nextBeforeId = null;
+
+function roleLabel(value) {
+  const found = ROLES.find((r) => r.value === value);
+  return found ? found.label : String(value || "—");
+}
+
+function isLocked(user) {
+  if (!user.locked_until) return false;
+  const until = new Date(user.locked_until);
+  return !Number.isNaN(until.getTime()) && until.getTime() > Date.now();
+}
+
+function showMessage(kind, text, details = []) {
+  const box = h(
+    "div",
+    { class: `alert alert--${kind}`, role: kind === "error" ? "alert" : "status" },
+    h("p", { text }),
+    details.length ? h("ul", {}, details.map((d) => h("li", { text: d }))) : null,
+  );
+  replaceChildren(message, box);
+}
+
+function errorDetails(error) {
+  return error instanceof ApiError ? (error.fields || []).map((f) => f.message) : [];
+}
+
+function roleCell(user) {
+  if (me && user.id === me.id) {
+    return h("td", {}, roleLabel(user.role), h("span", { class: "muted small", text: " (you)" }));
+  }
+  const selectId = `role-${user.id}`;
+  const select = h(
+    "select",
+    { id: selectId, name: "role" },
+    ROLES.map((r) => h("option", { value: r.value, text: r.label, selected: r.value === user.role })),
+  );
+  const save = h("button", {
+    type: "button",
+    class: "button button--small",
+    text: "Save",
+    "aria-label": `Save role for ${user.username}`,
+    disabled: true,
+  });
+  select.addEventListener("change", () => {
+    save.disabled = select.value === user.role;
+  });
+  save.addEventListener("click", () => saveRole(user, select, save));
+  return h(
+    "td",
+    { class: "nowrap" },
+    h("label", { for: selectId, class: "visually-hidden", text: `Role for ${user.username}` }),
+    select,
+    " ",
+    save,
+  );
+}
+
+function lockCell(user) {
+  if (!isLocked(user)) return h("td", { class: "muted", text: "—" });
+  const unlock = h("button", {
+    type: "button",
+    class: "button button--secondary button--small",
+    text: "Unlock",
+    "aria-label": `Unlock ${user.username}`,
+  });
+  unlock.addEventListener("click", () => unlockUser(user, unlock));
+  return h("td", {}, h("p", { class: "small" }, "Locked until ", timeElement(user.locked_until)), unlock);
+}
+
+function row(user) {
+  return h(
+    "tr",
+    { "data-user-id": String(user.id) },
+    h("td", { class: "mono", text: user.username || "" }),
+    h("td", { text: user.display_name || "—" }),
+    roleCell(user),
+    h("td", {}, h("span", { class: `badge ${user.status === "active" ? "badge--success" : ""}`, text: user.status || "—" })),
+    h("td", { text: user.mfa_enabled ? "On" : "Off" }),
+    h("td", { class: "nowrap" }, timeElement(user.created_at)),
+    lockCell(user),
+  );
+}
+
+function replaceRow(user) {
+  const old = results.querySelector(`tr[data-user-id="${CSS.escape(String(user.id))}"]`);
+  const fresh = row(user);
+  if (old) old.replaceWith(fresh);
+  return fresh;
+}
+
+async function saveRole(user, select, button) {
+  const role = select.value;
+  button.disabled = true;
+  select.disabled = true;
+  try {
+    const updated = await post(`/admin/users/${encodeURIComponent(user.id)}/role`, { role });
+    const fresh = replaceRow(updated);
+    const text = `${user.username}: role changed from ${roleLabel(user.role)} to ${roleLabel(updated.role)}.`;
+    showMessage("success", text);
+    announce(text);
+    focusElement(fresh.querySelector("select") || fresh.querySelector("td"));
+  } catch (error) {
+    select.disabled = false;
+    button.disabled = select.value === user.role;
+    showMessage("error", `Could not change the role of ${user.username}: ${error.message}`, errorDetails(error));
+    focusElement(message.firstElementChild);
+  }
+}
+
+async function unlockUser(user, button) {
+  button.disabled = true;
+  try {
+    const updated = await post(`/admin/users/${encodeURIComponent(user.id)}/unlock`);
+    const fresh = replaceRow(updated);
+    const text = `${user.username} can log in again.`;
+    showMessage("success", text);
+    announce(text);
+    focusElement(fresh.querySelector("td"));
+  } catch (error) {
+    button.disabled = false;
+    showMessage("error", `Could not unlock ${user.username}: ${error.message}`, errorDetails(error));
+    focusElement(message.firstElementChild);
+  }
+}
+
+function table(users) {
+  return h(
+    "div",
+    { class: "table-wrap table-wrap--wide", role: "region", "aria-labelledby": "results-heading", tabindex: "0" },
+    h(
+      "table",
+      {},
+      h("caption", { class: "visually-hidden", text: "User accounts, newest first" }),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          ["Username", "Name", "Role", "Status", "Two-factor", "Created", "Sign-in lock"].map((label) =>
+            h("th", { scope: "col", text: label }),
+          ),
+        ),
+      ),
+      h("tbody", {}, users.map(row)),
+    ),
+  );
+}
+
+async function load({ focusResults = false } = {}) {
+  const beforeId = pages[pages.length - 1];
+  let reply;
+  try {
+    reply = await withLoading(results, "user accounts", () =>
+      get("/admin/users", { query: { ...filters, before_id: beforeId ?? undefined } }),
+    );
+  } catch {
+    pager.hidden = true;
+    return;
+  }
+  const users = Array.isArray(reply && reply.rows) ? reply.rows : [];
+  nextBeforeId = reply ? reply.next_before_id ?? null : null;
+  replaceChildren(results, users.length ? table(users) : h("p", { text: "No accounts match these filters." }));
+  pager.hidden = !users.length && pages.length === 1;
+  older.disabled = nextBeforeId === null;
+  newer.disabled = pages.length === 1;
+  pageStatus.textContent = users.length ? `Page ${pages.length}, ${users.length} accounts.` : "";
+  if (focusResults) focusElement($("#results-heading"));
+}
+
+function readFilters() {
+  const data = serializeForm(form);
+  return { q: data.q || undefined, role: data.role || undefined, limit: data.limit || undefined };
+}
+
+const session = await initPortal({ roles: ["admin"] });
+if (session) {
+  me = session.user;
+  handleSubmit(form, async () => {
+    filters = readFilters();
+    pages = [null];
+    message.replaceChildren();
+    await load({ focusResults: true });
+  });
+  form.addEventListener("reset", () => {
+    window.setTimeout(() => {
+      filters = readFilters();
+      pages = [null];
+      load();
+    }, 0);
+  });
+  older.addEventListener("click", () => {
+    if (nextBeforeId === null) return;
+    pages.push(nextBeforeId);
+    load({ focusResults: true });
+  });
+  newer.addEventListener("click", () => {
+    if (pages.length > 1) pages.pop();
+    load({ focusResults: true });
+  });
+  filters = readFilters();
+  load();
+}
