@@ -42,6 +42,7 @@ FEATURE_ROUTE_MODULES = (
     "rtc_server.portal.registration.routes",
     "rtc_server.portal.account.routes",
     "rtc_server.admin.routes",
+    "rtc_server.notify.live",
 )
 
 SEAL_EVERY_SECONDS = 2.0

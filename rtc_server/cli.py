@@ -15,6 +15,10 @@ from rtc_server.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("rtc_server.cli")
 
+#: Largest WebSocket message the server reads at all (close 1009 beyond it);
+#: endpoints set tighter limits of their own.
+WS_MAX_BYTES = 64 * 1024
+
 
 class _StripQuery(logging.Filter):
     """Access logs keep the path but drop the query string: links carry tokens."""
@@ -54,7 +58,8 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     if settings.auto_migrate:
         asyncio.run(_migrate(settings))
     uvicorn.run(
-        create_app(settings), host=host, port=port, ws="websockets-sansio", log_level="info",
+        create_app(settings), host=host, port=port, ws="websockets-sansio", ws_max_size=WS_MAX_BYTES,
+        log_level="info",
         proxy_headers=True, forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
         log_config=None,
     )

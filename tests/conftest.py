@@ -36,7 +36,7 @@ import uvicorn
 from aiosmtpd.controller import Controller
 
 from rtc_server.app import create_app
-from rtc_server.cli import install_log_filters
+from rtc_server.cli import WS_MAX_BYTES, install_log_filters
 from rtc_server.config import Settings
 from rtc_server.db import create_engine
 from rtc_server.migrate import upgrade
@@ -259,6 +259,7 @@ class LiveServer:
         self.app = create_app(settings)
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_level="warning", ws="websockets-sansio",
+            ws_max_size=WS_MAX_BYTES,
             lifespan="on",
         )
         self.server = uvicorn.Server(config)
