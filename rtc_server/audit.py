@@ -116,28 +116,28 @@ async def seal(
     total = await _seal_rows(session_factory, key, batch)
     if total and head_file is not None:
         async with session_factory() as session:
-            last = (
-                await session.exec(
-                    select(AuditEvent).where(col(AuditEvent.seq).is_not(None))
-                    .order_by(col(AuditEvent.seq).desc()).limit(1)
-                )
-            ).first()
+            last = await _last_sealed(session)
         if last is not None and last.seq and last.digest:
             await anyio.to_thread.run_sync(_write_head, head_file, last.seq, last.digest)
             log.info("audit chain head seq=%d digest=%s", last.seq, last.digest)
     return total
 
 
+async def _last_sealed(session: AsyncSession) -> AuditEvent | None:
+    """The row at the head of the chain (highest ``seq``), if any row is sealed."""
+    return (
+        await session.exec(
+            select(AuditEvent).where(col(AuditEvent.seq).is_not(None))
+            .order_by(col(AuditEvent.seq).desc()).limit(1)
+        )
+    ).first()
+
+
 async def _seal_rows(session_factory: SessionFactory, key: bytes, batch: int) -> int:
     total = 0
     while True:
         async with session_factory() as session:
-            last = (
-                await session.exec(
-                    select(AuditEvent).where(col(AuditEvent.seq).is_not(None))
-                    .order_by(col(AuditEvent.seq).desc()).limit(1)
-                )
-            ).first()
+            last = await _last_sealed(session)
             rows = (
                 await session.exec(
                     select(AuditEvent).where(col(AuditEvent.seq).is_(None))

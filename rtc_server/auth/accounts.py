@@ -1,11 +1,12 @@
-"""Creating accounts and the username rules every path shares
-(registration, the create-staff command, the demo, username changes)."""
+"""Creating accounts and the username and email-address rules every path shares
+(registration, recovery, the create-staff command, the demo, username changes)."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -18,12 +19,24 @@ from rtc_server.errors import Conflict, InvalidInput
 
 USERNAME_MIN = 6
 USERNAME_MAX = 64
+EMAIL_MAX = 254
 _USERNAME_OK = re.compile(r"^[\w.@+-]+$")
 
 
 def normalize_username(username: str) -> str:
     """Case-insensitive, Unicode-compatible form used for uniqueness."""
     return unicodedata.normalize("NFKC", username.strip()).casefold()
+
+
+def normalize_email(value: str) -> str | None:
+    """The address in a canonical form (domain lower-cased), or None if invalid."""
+    value = value.strip()
+    if not value or len(value) > EMAIL_MAX:
+        return None
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError:
+        return None
 
 
 def username_problems(username: str) -> list[str]:

@@ -1,7 +1,8 @@
 """Single-use emailed tokens: activation, password reset, email change.
 
 Tokens carry 256 random bits; only their SHA-256 is stored. ``consume``
-marks one used in the caller's transaction, so a link works exactly once.
+marks one used in the caller's transaction, so a link works exactly once;
+``revoke`` voids a user's unused links (a new link, a reset, a cancelled change).
 """
 
 from __future__ import annotations
@@ -30,19 +31,24 @@ async def issue(
 ) -> str:
     """Create a token (the caller commits and mails it); earlier unused ones of the
     same purpose for this user stop working."""
+    await revoke(db, user_id, purpose)
     now = utcnow()
-    await db.exec(  # type: ignore[call-overload]
-        update(AccountToken)
-        .where(col(AccountToken.user_id) == user_id, col(AccountToken.purpose) == purpose,
-               col(AccountToken.used_at).is_(None))
-        .values(used_at=now)
-    )
     token = new_token()
     db.add(AccountToken(
         token_hash=token_hash(token), purpose=purpose, user_id=user_id, email=email,
         created_at=now, expires_at=now + (ttl or TTL[purpose]),
     ))
     return token
+
+
+async def revoke(db: AsyncSession, user_id: int, *purposes: TokenPurpose) -> None:
+    """Void every unused token of ``purposes`` for a user (the caller commits)."""
+    await db.exec(  # type: ignore[call-overload]
+        update(AccountToken)
+        .where(col(AccountToken.user_id) == user_id, col(AccountToken.purpose).in_(purposes),
+               col(AccountToken.used_at).is_(None))
+        .values(used_at=utcnow())
+    )
 
 
 async def peek(db: AsyncSession, token: str, purpose: TokenPurpose) -> AccountToken:

@@ -12,9 +12,13 @@ Guarantees:
   parallel requests cannot all slip under a limit; an attempt that succeeds is
   given back. ``LOCK_AFTER`` failures lock the username for ``LOCK_SECONDS``
   (attempts beyond it in flight at once fail unchecked); an existing user gets
-  ``locked_until`` set and one email per lock. Attempts while locked do not
-  count toward the next lock. Too many attempts from one IP address give 429
-  (audited as ``login.rate_limited``, outcome ``denied``).
+  ``locked_until`` set and one email per lock, sent from a background task
+  (waiting for SMTP would make the answer for an existing account slower).
+  Attempts while locked do not count toward the next lock. Too many attempts
+  from one IP address give 429 (audited as ``login.rate_limited``, outcome
+  ``denied``).
+- A sign-in with a recovery code returns a notice mail for the route to send
+  after the response (``notify.mail.with_mail``).
 - Every sign-in creates a new session (and ends any session the browser
   presented), so a planted cookie never becomes an authenticated one; the
   step from two-factor to full rotates the session again.
@@ -24,9 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import logging
-from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,8 +47,7 @@ from rtc_server.config import Settings
 from rtc_server.context import RequestMeta
 from rtc_server.db import as_utc, utcnow
 from rtc_server.errors import RateLimited, Unauthorized
-
-log = logging.getLogger("rtc_server.auth.login")
+from rtc_server.notify.mail import Mail, compose, send_in_background
 
 LOCK_AFTER = 5
 LOCK_SECONDS = 15 * 60
@@ -73,6 +74,8 @@ class LoginResult:
     status: LoginStatus
     token: str
     user: User
+    #: Notices for the route to send after the response.
+    mails: list[Mail] = field(default_factory=list)
 
 
 def public_user(user: User) -> UserPublic:
@@ -95,26 +98,6 @@ _STATUS_FOR_STAGE = {
     SessionStage.mfa_pending: LoginStatus.mfa_required,
     SessionStage.mfa_enroll: LoginStatus.mfa_enroll_required,
 }
-
-
-async def mail_quietly(mailer: Any, to: str | None, subject: str, text: str) -> None:
-    """Send a notice; a mail outage must not turn a security action into an error."""
-    if not to:
-        return
-    try:
-        await mailer.send(to, subject, text)
-    except Exception as exc:  # the mailer logs the cause; the action already happened
-        log.warning("notice mail not sent: %s", type(exc).__name__)
-
-
-#: Strong references to fire-and-forget notice tasks (asyncio keeps only weak ones).
-_pending_notices: set[asyncio.Task[None]] = set()
-
-
-def _in_background(job: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.get_running_loop().create_task(job)
-    _pending_notices.add(task)
-    task.add_done_callback(_pending_notices.discard)
 
 
 def user_key(secret: bytes, norm: str) -> str:
@@ -163,7 +146,6 @@ async def record_failure(
     Commits, first whatever the caller's session holds (counting runs on its
     own connection and must not wait on the caller's transaction), and again at
     the end. Returns the username's failure count, for the caller's delay.
-    Also used when a signed-in user gives a wrong current password.
     """
     await db.commit()
     engine = throttle.engine_of(db)
@@ -206,19 +188,57 @@ async def record_failure(
         request_id=meta.request_id, ip=meta.ip,
     )
     await db.commit()
-    if newly_locked_user is not None:
-        minutes = LOCK_SECONDS // 60
+    if newly_locked_user is not None and newly_locked_user.email:
         # In the background: waiting for SMTP here would make the answer for an
         # existing account slower than for a made-up name, revealing which is which.
-        _in_background(mail_quietly(
-            mailer, newly_locked_user.email, f"{settings.clinic_name}: your account was locked",
-            f"Hello {newly_locked_user.display_name or newly_locked_user.username},\n\n"
-            f"Your account was locked after failed sign-ins. You can try again in {minutes} minutes.\n\n"
-            "If this wasn't you, someone may be guessing your password. After the lock ends, "
-            f"reset your password here:\n{settings.base_url}/forgot-password.html\n\n"
-            f"{settings.clinic_name}\n",
-        ))
+        send_in_background(mailer, [_lock_notice(newly_locked_user, settings)])
     return failures
+
+
+async def refuse_signed_in(
+    db: AsyncSession, *, user: User, meta: RequestMeta, settings: Settings, mailer: Any, action: str,
+) -> None:
+    """A signed-in user gave a wrong password or code: it counts toward the lock
+    as a failed sign-in does, and waits the same growing delay, so a stolen
+    session cannot guess freely. Commits; the caller raises."""
+    failures = await record_failure(db, norm=user.username_norm, user=user, meta=meta,
+                                    settings=settings, mailer=mailer, action=action)
+    await failure_delay(failures)
+
+
+def _notice_name(user: User) -> str:
+    return user.display_name or user.username
+
+
+def _lock_notice(user: User, settings: Settings) -> Mail:
+    assert user.email
+    clinic = settings.clinic_name
+    return compose(
+        "account_locked", user.email, f"{clinic}: your account was locked", clinic,
+        _notice_name(user),
+        [
+            "Your account was locked after failed sign-ins. "
+            f"You can try again in {LOCK_SECONDS // 60} minutes.",
+            "If this wasn't you, someone may be guessing your password. After the lock ends, "
+            "reset your password with the link in this message.",
+        ],
+        ("Reset your password", f"{settings.base_url}/forgot-password.html"),
+    )
+
+
+def _recovery_code_notice(user: User, settings: Settings) -> list[Mail]:
+    if not user.email:
+        return []
+    clinic = settings.clinic_name
+    return [compose(
+        "recovery_code_used", user.email, f"{clinic}: a recovery code was used", clinic,
+        _notice_name(user),
+        [
+            "A two-factor recovery code was just used to sign in to your account. "
+            "Each code works once. If this wasn't you, reset your password and "
+            "contact the clinic.",
+        ],
+    )]
 
 
 async def _clear_failures(db: AsyncSession, user: User, secret: bytes) -> None:
@@ -353,14 +373,8 @@ async def complete_mfa(
         resource=f"user:{user.id}", request_id=meta.request_id, ip=meta.ip,
     )
     await db.commit()
-    if kind == "recovery":
-        await mail_quietly(
-            mailer, user.email, f"{settings.clinic_name}: a recovery code was used",
-            "A two-factor recovery code was just used to sign in to your account. "
-            "Each code works once. If this wasn't you, reset your password and "
-            "contact the clinic.\n",
-        )
-    return LoginResult(LoginStatus.ok, new_token, user)
+    mails = _recovery_code_notice(user, settings) if kind == "recovery" else []
+    return LoginResult(LoginStatus.ok, new_token, user, mails)
 
 
 async def sign_out(db: AsyncSession, *, token: str | None, meta: RequestMeta, settings: Settings) -> None:

@@ -25,14 +25,14 @@ from __future__ import annotations
 from contextlib import suppress
 
 from pydantic import BaseModel
-from sqlalchemy import func, update
+from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rtc_server import audit
-from rtc_server.auth import emailed_tokens, login, throttle
-from rtc_server.auth.accounts import normalize_username
-from rtc_server.auth.models import AccountToken, TokenPurpose, User, UserStatus
+from rtc_server.auth import emailed_tokens, login, recovery_mail, throttle
+from rtc_server.auth.accounts import normalize_email, normalize_username
+from rtc_server.auth.models import TokenPurpose, User, UserStatus
 from rtc_server.auth.password_policy import password_problems
 from rtc_server.auth.passwords import hash_secret, normalize_answer, verify_secret
 from rtc_server.auth.sessions import end_user_sessions
@@ -40,8 +40,7 @@ from rtc_server.config import Settings
 from rtc_server.context import RequestMeta
 from rtc_server.db import utcnow
 from rtc_server.errors import Gone, InvalidInput, NotFound, RateLimited, Unauthorized
-from rtc_server.portal.registration import mail
-from rtc_server.portal.registration.service import normalize_email
+from rtc_server.notify.mail import Mail, link
 
 PER_IP = (10, 3600)
 PER_TARGET = (3, 3600)
@@ -80,16 +79,6 @@ async def _throttle(
                        limit=PER_TARGET[0], window_seconds=PER_TARGET[1])
 
 
-async def revoke(db: AsyncSession, user_id: int, *purposes: TokenPurpose) -> None:
-    """Void every unused token of ``purposes`` for a user (the caller commits)."""
-    await db.exec(  # type: ignore[call-overload]
-        update(AccountToken)
-        .where(col(AccountToken.user_id) == user_id, col(AccountToken.purpose).in_(purposes),
-               col(AccountToken.used_at).is_(None))
-        .values(used_at=utcnow())
-    )
-
-
 async def _active_by_email(db: AsyncSession, address: str) -> list[User]:
     return list((
         await db.exec(
@@ -107,7 +96,7 @@ def _first_name(user: User) -> str | None:
 
 async def forgot_password(
     db: AsyncSession, *, body: ForgotPasswordIn, meta: RequestMeta, settings: Settings
-) -> list[mail.Mail]:
+) -> list[Mail]:
     """Reset links for the active account named by username, or for each active
     account using an email address. Silent when there is none."""
     username = (body.username or "").strip()
@@ -133,22 +122,22 @@ async def forgot_password(
     if not users:
         await audit.record(db, action="password.reset_request", outcome="failure",
                            resource="user:none", request_id=meta.request_id, ip=meta.ip)
-    mails: list[mail.Mail] = []
+    mails: list[Mail] = []
     for user in users:
         if not user.email or user.id is None:
             continue
         if not user.security_answer_hash:
-            mails.append(mail.password_reset_unavailable(
+            mails.append(recovery_mail.password_reset_unavailable(
                 to=user.email, name=_first_name(user), username=user.username,
                 clinic=settings.clinic_name,
             ))
             continue
         token = await emailed_tokens.issue(db, user_id=user.id, purpose=TokenPurpose.password_reset,
                                            email=user.email)
-        mails.append(mail.password_reset(
+        mails.append(recovery_mail.password_reset(
             to=user.email, name=_first_name(user), username=user.username,
             clinic=settings.clinic_name,
-            url=mail.link(settings.base_url, "reset-password.html", token),
+            url=link(settings.base_url, "reset-password.html", token),
         ))
         await audit.record(db, action="password.reset_request", outcome="success",
                            patient_id=user.patient_id, resource=f"user:{user.id}",
@@ -189,7 +178,7 @@ def _answers_key(user_id: int) -> str:
 
 async def reset_password(
     db: AsyncSession, *, body: ResetIn, meta: RequestMeta, settings: Settings
-) -> list[mail.Mail]:
+) -> list[Mail]:
     """Check the answer, set the new password, end every session, clear any lock.
     Raises InvalidInput(new_password), Unauthorized(wrong_answer), NotFound/Gone
     for a bad link, RateLimited after too many wrong answers."""
@@ -221,7 +210,7 @@ async def reset_password(
     await throttle.refund(engine, _answers_key(user_id))
     await emailed_tokens.consume(db, body.token, TokenPurpose.password_reset)
     # Any other link that could change the password or the address dies with this reset.
-    await revoke(db, user_id, TokenPurpose.password_reset, TokenPurpose.email_change)
+    await emailed_tokens.revoke(db, user_id, TokenPurpose.password_reset, TokenPurpose.email_change)
     now = utcnow()
     user.password_hash = await hash_secret(body.new_password)
     user.password_changed_at = now
@@ -235,7 +224,7 @@ async def reset_password(
     await db.commit()
     if not user.email:
         return []
-    return [mail.password_changed(to=user.email, name=_first_name(user), username=user.username,
+    return [recovery_mail.password_changed(to=user.email, name=_first_name(user), username=user.username,
                                   clinic=settings.clinic_name)]
 
 
@@ -267,7 +256,7 @@ async def _wrong_answer(
 
 async def forgot_username(
     db: AsyncSession, *, email: str, meta: RequestMeta, settings: Settings
-) -> list[mail.Mail]:
+) -> list[Mail]:
     """Mail the username(s) of active accounts at ``email`` to that address."""
     address = normalize_email(email)
     if address is None:
@@ -282,5 +271,5 @@ async def forgot_username(
                            request_id=meta.request_id, ip=meta.ip)
     await db.commit()
     to = users[0].email or address
-    return [mail.username_reminder(to=to, usernames=[u.username for u in users],
+    return [recovery_mail.username_reminder(to=to, usernames=[u.username for u in users],
                                    clinic=settings.clinic_name)]

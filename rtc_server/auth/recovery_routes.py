@@ -17,7 +17,7 @@ from rtc_server.auth import recovery
 from rtc_server.auth.recovery import ForgotPasswordIn, ForgotUsernameIn, ResetIn, ResetStartIn
 from rtc_server.auth.timing import response_floor
 from rtc_server.context import db, meta, settings
-from rtc_server.portal.registration.mail import with_mail
+from rtc_server.notify.mail import with_mail
 
 
 class AcceptedOut(BaseModel):

@@ -14,6 +14,7 @@ from rtc_server.auth import login
 from rtc_server.auth.models import SessionStage, UserPublic
 from rtc_server.auth.sessions import clear_session_cookie, session_cookie_name, set_session_cookie
 from rtc_server.context import db, mailer, meta, settings
+from rtc_server.notify.mail import with_mail
 
 
 class LoginIn(BaseModel):
@@ -51,7 +52,7 @@ def _login_reply(request: Request, result: login.LoginResult) -> Response:
         body.user = login.public_user(result.user)
     response = json_response(body.model_dump(mode="json", exclude_none=True))
     set_session_cookie(response, result.token, settings(request))
-    return response
+    return with_mail(response, request, result.mails)
 
 
 async def sign_in(request: Request) -> Response:

@@ -9,11 +9,10 @@ from sqlmodel import select
 
 from rtc_server.audit import AuditEvent
 from rtc_server.auth import emailed_tokens
-from rtc_server.auth.accounts import create_account
-from rtc_server.auth.models import Role, TokenPurpose, User
+from rtc_server.auth.models import TokenPurpose, User
 from rtc_server.auth.passwords import normalize_answer, verify_secret
+from tests.harness import PASSWORD, create_user, sign_in
 
-PASSWORD = "Maple-Harvest-81"
 EMAIL = "maria.lopez@example.org"
 
 
@@ -21,15 +20,9 @@ async def signed_in_patient(
     client, session_factory, secrets_seen, username: str = "maria.lopez",
     display_name: str = "Maria Lopez",
 ) -> int:
-    secrets_seen.add(PASSWORD)
-    async with session_factory() as s:
-        user = await create_account(s, username=username, password=PASSWORD, role=Role.patient,
-                                    email=f"{username}@example.org", display_name=display_name)
-        await s.commit()
-    r = await client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
-    assert r.status_code == 200
-    secrets_seen.add(client.cookies["rtc_session"])
-    return user.id
+    user_id = await create_user(session_factory, username, display_name=display_name)
+    await sign_in(client, username, secrets_seen)
+    return user_id
 
 
 async def audit_actions(session_factory) -> list[str]:
@@ -141,9 +134,7 @@ async def test_username_change_needs_the_password_and_a_free_name(
     client, make_client, session_factory, secrets_seen
 ) -> None:
     await signed_in_patient(client, session_factory, secrets_seen)
-    async with session_factory() as s:
-        await create_account(s, username="john.smith", password=PASSWORD, role=Role.patient)
-        await s.commit()
+    await create_user(session_factory, "john.smith", email=None)
 
     wrong = await client.post("/api/v1/account/username",
                               json={"username": "maria.l2", "current_password": "Bad-Guess-99"})

@@ -4,58 +4,24 @@ roles) and lift a sign-in lock."""
 
 from __future__ import annotations
 
-from datetime import date
-
-import pyotp
 from sqlmodel import select
 
 from rtc_server.audit import AuditEvent
 from rtc_server.auth import login
-from rtc_server.auth.accounts import create_account
 from rtc_server.auth.models import Role, User
-from rtc_server.records.models import Patient
-from rtc_server.records.names import normalize_name
-
-PASSWORD = "Harbor-Lantern-93"
+from tests.harness import PASSWORD, create_patient, create_user, enrol_mfa, enrolled_staff, sign_in
 
 
 async def make_user(session_factory, username: str, role: Role, *, with_patient: bool = False) -> int:
-    async with session_factory() as s:
-        patient_id = None
-        if with_patient:
-            patient = Patient(given_name="Maria", family_name="Lopez", given_norm=normalize_name("Maria"),
-                              family_norm=normalize_name("Lopez"), birth_date=date(1990, 5, 1),
-                              zip="10001")
-            s.add(patient)
-            await s.flush()
-            patient_id = patient.id
-        user = await create_account(s, username=username, password=PASSWORD, role=role,
-                                    email=f"{username}@example.org", display_name=username,
-                                    patient_id=patient_id)
-        await s.commit()
-        return user.id
-
-
-async def sign_in(client, username: str, secrets_seen) -> dict:
-    secrets_seen.add(PASSWORD)
-    r = await client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    secrets_seen.add(client.cookies["rtc_session"])
-    return r.json()
+    """An account listed under its username; ``with_patient`` links it to a record on file."""
+    patient_id = await create_patient(session_factory) if with_patient else None
+    return await create_user(session_factory, username, role=role, display_name=username,
+                             patient_id=patient_id)
 
 
 async def admin_client(make_client, session_factory, secrets_seen):
     """A full admin session (enrolled in two-factor at first sign-in)."""
-    admin_id = await make_user(session_factory, "site.admin", Role.admin)
-    c = await make_client()
-    assert (await sign_in(c, "site.admin", secrets_seen))["status"] == "mfa_enroll_required"
-    secret = (await c.post("/api/v1/account/mfa/setup")).json()["secret"]
-    secrets_seen.add(secret)
-    r = await c.post("/api/v1/account/mfa/confirm", json={"code": pyotp.TOTP(secret).now()})
-    assert r.status_code == 200
-    secrets_seen.update(r.json()["recovery_codes"])
-    secrets_seen.add(c.cookies["rtc_session"])
-    return c, admin_id
+    return await enrolled_staff(make_client, session_factory, secrets_seen, display_name="site.admin")
 
 
 async def audit_rows(session_factory, action: str) -> list[AuditEvent]:
@@ -127,11 +93,7 @@ async def test_promoting_an_account_with_two_factor_keeps_its_sessions(
     admin, _ = await admin_client(make_client, session_factory, secrets_seen)
     provider_id = await make_user(session_factory, "dr.okafor", Role.provider)
     await sign_in(client, "dr.okafor", secrets_seen)
-    secret = (await client.post("/api/v1/account/mfa/setup")).json()["secret"]
-    secrets_seen.add(secret)
-    r = await client.post("/api/v1/account/mfa/confirm", json={"code": pyotp.TOTP(secret).now()})
-    secrets_seen.update(r.json()["recovery_codes"])
-    secrets_seen.add(client.cookies["rtc_session"])
+    await enrol_mfa(client, secrets_seen)
 
     r = await admin.post(f"/api/v1/admin/users/{provider_id}/role", json={"role": "staff"})
     assert r.status_code == 200

@@ -5,52 +5,21 @@ from __future__ import annotations
 
 import asyncio
 
-import pyotp
 from sqlalchemy import text
 from sqlmodel import select
 
 from rtc_server import cli
 from rtc_server.audit import AuditEvent
-from rtc_server.auth.accounts import create_account
 from rtc_server.auth.models import Role
-
-PASSWORD = "Cobalt-Orchard-52"
-
-
-async def make_user(session_factory, username: str, role: Role) -> int:
-    async with session_factory() as s:
-        user = await create_account(s, username=username, password=PASSWORD, role=role,
-                                    email=f"{username}@example.org")
-        await s.commit()
-        return user.id
-
-
-async def sign_in_enrolling(client, username: str, secrets_seen) -> None:
-    """Log in as a role that must enrol in two-factor, and enrol."""
-    secrets_seen.add(PASSWORD)
-    r = await client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
-    assert r.json()["status"] == "mfa_enroll_required"
-    secret = (await client.post("/api/v1/account/mfa/setup")).json()["secret"]
-    secrets_seen.add(secret)
-    r = await client.post("/api/v1/account/mfa/confirm", json={"code": pyotp.TOTP(secret).now()})
-    assert r.status_code == 200
-    secrets_seen.update(r.json()["recovery_codes"])
-    secrets_seen.add(client.cookies["rtc_session"])
-
-
-async def admin_client(make_client, session_factory, secrets_seen):
-    admin_id = await make_user(session_factory, "site.admin", Role.admin)
-    c = await make_client()
-    await sign_in_enrolling(c, "site.admin", secrets_seen)
-    return c, admin_id
+from tests.harness import PASSWORD, create_user, enrolled_staff, log_in
 
 
 async def test_sign_ins_and_failures_are_recorded(client, session_factory, secrets_seen) -> None:
     secrets_seen.add(PASSWORD)
-    user_id = await make_user(session_factory, "maria.lopez", Role.patient)
-    await client.post("/api/v1/auth/login", json={"username": "maria.lopez", "password": "Wrong-Pass-31"})
-    await client.post("/api/v1/auth/login", json={"username": "nobody.at.all", "password": "Wrong-Pass-31"})
-    await client.post("/api/v1/auth/login", json={"username": "maria.lopez", "password": PASSWORD})
+    user_id = await create_user(session_factory, "maria.lopez", role=Role.patient)
+    await log_in(client, "maria.lopez", "Wrong-Pass-31")
+    await log_in(client, "nobody.at.all", "Wrong-Pass-31")
+    await log_in(client, "maria.lopez")
     async with session_factory() as s:
         rows = (await s.exec(select(AuditEvent).order_by(AuditEvent.id))).all()
     logins = [(r.action, r.outcome, r.actor_id) for r in rows if r.action.startswith("login.")]
@@ -69,10 +38,10 @@ async def test_admin_searches_the_log_with_filters(
     client, make_client, session_factory, secrets_seen
 ) -> None:
     secrets_seen.add(PASSWORD)
-    patient_id = await make_user(session_factory, "maria.lopez", Role.patient)
-    await client.post("/api/v1/auth/login", json={"username": "maria.lopez", "password": "Wrong-Pass-31"})
-    await client.post("/api/v1/auth/login", json={"username": "maria.lopez", "password": PASSWORD})
-    admin, admin_id = await admin_client(make_client, session_factory, secrets_seen)
+    patient_id = await create_user(session_factory, "maria.lopez", role=Role.patient)
+    await log_in(client, "maria.lopez", "Wrong-Pass-31")
+    await log_in(client, "maria.lopez")
+    admin, admin_id = await enrolled_staff(make_client, session_factory, secrets_seen)
 
     r = await admin.get("/api/v1/admin/audit", params={"actor": "Maria.Lopez"})
     assert r.status_code == 200
@@ -123,13 +92,12 @@ async def test_admin_searches_the_log_with_filters(
 
 async def test_only_admins_may_search(client, make_client, session_factory, secrets_seen) -> None:
     secrets_seen.add(PASSWORD)
-    await make_user(session_factory, "maria.lopez", Role.patient)
-    await client.post("/api/v1/auth/login", json={"username": "maria.lopez", "password": PASSWORD})
+    await create_user(session_factory, "maria.lopez", role=Role.patient)
+    await log_in(client, "maria.lopez")
     r = await client.get("/api/v1/admin/audit")
     assert r.status_code == 403
-    await make_user(session_factory, "front.desk", Role.staff)
-    staff = await make_client()
-    await sign_in_enrolling(staff, "front.desk", secrets_seen)
+    staff, _ = await enrolled_staff(make_client, session_factory, secrets_seen,
+                                    username="front.desk", role=Role.staff)
     assert (await staff.get("/api/v1/admin/audit")).status_code == 403
     anonymous = await make_client()
     assert (await anonymous.get("/api/v1/admin/audit")).status_code == 401
@@ -142,9 +110,9 @@ async def test_audit_verify_names_an_edited_row(
     client, session_factory, settings, monkeypatch, capsys, secrets_seen
 ) -> None:
     secrets_seen.add(PASSWORD)
-    await make_user(session_factory, "maria.lopez", Role.patient)
-    await client.post("/api/v1/auth/login", json={"username": "maria.lopez", "password": "Wrong-Pass-31"})
-    await client.post("/api/v1/auth/login", json={"username": "maria.lopez", "password": PASSWORD})
+    await create_user(session_factory, "maria.lopez", role=Role.patient)
+    await log_in(client, "maria.lopez", "Wrong-Pass-31")
+    await log_in(client, "maria.lopez")
     monkeypatch.setenv("RTC_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("RTC_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("RTC_SECRET_KEY", settings.secret_key)

@@ -12,21 +12,11 @@ from sqlmodel import select
 
 from rtc_server.audit import AuditEvent
 from rtc_server.auth import login
-from rtc_server.auth.accounts import create_account
-from rtc_server.auth.models import Role, User, UserStatus
+from rtc_server.auth.models import User, UserStatus
 from rtc_server.auth.passwords import needs_rehash
+from tests.harness import PASSWORD, create_user
 
-PASSWORD = "Harbor-Lantern-58"
 INVALID = "Incorrect username or password, or the account is temporarily locked."
-
-
-async def make_user(session_factory, username: str, *, role: Role = Role.patient,
-                    status: UserStatus = UserStatus.active, password: str = PASSWORD) -> int:
-    async with session_factory() as s:
-        user = await create_account(s, username=username, password=password, role=role,
-                                    email=f"{username}@example.org", status=status)
-        await s.commit()
-        return user.id
 
 
 def error_without_request_id(r: httpx.Response) -> dict:
@@ -37,7 +27,7 @@ def error_without_request_id(r: httpx.Response) -> dict:
 
 async def test_patient_logs_in_and_gets_a_session(client, session_factory, secrets_seen) -> None:
     secrets_seen.add(PASSWORD)
-    await make_user(session_factory, "maria.lopez")
+    await create_user(session_factory, "maria.lopez")
     r = await client.post("/api/v1/auth/login", json={"username": "Maria.Lopez", "password": PASSWORD})
     assert r.status_code == 200
     body = r.json()
@@ -57,8 +47,8 @@ async def test_wrong_password_unknown_user_and_pending_account_look_identical(
     client, session_factory, secrets_seen
 ) -> None:
     secrets_seen.add(PASSWORD)
-    await make_user(session_factory, "maria.lopez")
-    await make_user(session_factory, "pending.pat", status=UserStatus.pending)
+    await create_user(session_factory, "maria.lopez")
+    await create_user(session_factory, "pending.pat", status=UserStatus.pending)
     wrong = await client.post("/api/v1/auth/login",
                               json={"username": "maria.lopez", "password": "Wrong-Password-1"})
     unknown = await client.post("/api/v1/auth/login",
@@ -80,7 +70,7 @@ async def test_every_login_creates_a_new_session_and_ends_the_presented_one(
     client, make_client, session_factory, secrets_seen
 ) -> None:
     secrets_seen.add(PASSWORD)
-    await make_user(session_factory, "maria.lopez")
+    await create_user(session_factory, "maria.lopez")
     creds = {"username": "maria.lopez", "password": PASSWORD}
     await client.post("/api/v1/auth/login", json=creds)
     first = client.cookies["rtc_session"]
@@ -98,7 +88,7 @@ async def test_five_failures_lock_the_account_and_mail_the_owner_once(
     client, session_factory, smtp, secrets_seen
 ) -> None:
     secrets_seen.add(PASSWORD)
-    user_id = await make_user(session_factory, "maria.lopez")
+    user_id = await create_user(session_factory, "maria.lopez")
     for _ in range(login.LOCK_AFTER):
         r = await client.post("/api/v1/auth/login",
                               json={"username": "maria.lopez", "password": "Not-Her-Pass-9"})
@@ -143,7 +133,7 @@ async def test_unknown_username_is_locked_the_same_way(client, session_factory) 
 
 async def test_a_successful_login_clears_the_failure_count(client, session_factory, secrets_seen) -> None:
     secrets_seen.add(PASSWORD)
-    await make_user(session_factory, "maria.lopez")
+    await create_user(session_factory, "maria.lopez")
     for _round in range(2):
         for _ in range(login.LOCK_AFTER - 1):
             r = await client.post("/api/v1/auth/login",
@@ -172,7 +162,7 @@ async def test_too_many_failures_from_one_address_get_429(client, session_factor
 
 async def test_an_old_hash_is_upgraded_at_login(client, session_factory, secrets_seen) -> None:
     secrets_seen.add(PASSWORD)
-    user_id = await make_user(session_factory, "maria.lopez")
+    user_id = await create_user(session_factory, "maria.lopez")
     weak = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash(PASSWORD)
     async with session_factory() as s:
         user = await s.get(User, user_id)

@@ -10,26 +10,8 @@ from sqlmodel import select
 
 from rtc_server.audit import AuditEvent
 from rtc_server.auth import login
-from rtc_server.auth.accounts import create_account
 from rtc_server.auth.models import Role, User
-
-PASSWORD = "Granite-Willow-64"
-
-
-async def make_user(session_factory, username: str, role: Role) -> int:
-    async with session_factory() as s:
-        user = await create_account(s, username=username, password=PASSWORD, role=role,
-                                    email=f"{username}@example.org")
-        await s.commit()
-        return user.id
-
-
-async def password_step(client, username: str, secrets_seen) -> dict:
-    secrets_seen.add(PASSWORD)
-    r = await client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    secrets_seen.add(client.cookies["rtc_session"])
-    return r.json()
+from tests.harness import PASSWORD, create_user, sign_in
 
 
 def code_at(secret: str, offset_steps: int = 0) -> str:
@@ -40,10 +22,10 @@ def code_at(secret: str, offset_steps: int = 0) -> str:
 async def test_provider_must_enrol_then_always_gives_a_code(
     client, make_client, session_factory, secrets_seen
 ) -> None:
-    await make_user(session_factory, "dr.okafor", Role.provider)
+    await create_user(session_factory, "dr.okafor", role=Role.provider)
 
     # First log-in: password accepted, but only enrolment is open.
-    assert await password_step(client, "dr.okafor", secrets_seen) == {"status": "mfa_enroll_required"}
+    assert await sign_in(client, "dr.okafor", secrets_seen) == {"status": "mfa_enroll_required"}
     partial = client.cookies["rtc_session"]
     assert (await client.get("/api/v1/account")).status_code == 401
     assert (await client.get("/api/v1/account/sessions")).status_code == 401
@@ -77,7 +59,7 @@ async def test_provider_must_enrol_then_always_gives_a_code(
 
     # Next log-in: a code is required; a wrong one fails, the right one works.
     other = await make_client()
-    assert await password_step(other, "dr.okafor", secrets_seen) == {"status": "mfa_required"}
+    assert await sign_in(other, "dr.okafor", secrets_seen) == {"status": "mfa_required"}
     assert (await other.get("/api/v1/account")).status_code == 401
     wrong = await other.post("/api/v1/auth/login/mfa", json={"code": "123456"})
     assert wrong.status_code == 401
@@ -92,10 +74,10 @@ async def test_provider_must_enrol_then_always_gives_a_code(
 
     # A recovery code works exactly once.
     third = await make_client()
-    await password_step(third, "dr.okafor", secrets_seen)
+    await sign_in(third, "dr.okafor", secrets_seen)
     assert (await third.post("/api/v1/auth/login/mfa", json={"code": codes[0]})).status_code == 200
     fourth = await make_client()
-    await password_step(fourth, "dr.okafor", secrets_seen)
+    await sign_in(fourth, "dr.okafor", secrets_seen)
     again = await fourth.post("/api/v1/auth/login/mfa", json={"code": codes[0]})
     assert again.status_code == 401
     ok2 = await fourth.post("/api/v1/auth/login/mfa", json={"code": codes[1].upper()})
@@ -108,18 +90,18 @@ async def test_provider_must_enrol_then_always_gives_a_code(
 
 
 async def test_a_totp_code_cannot_be_replayed(client, make_client, session_factory, secrets_seen) -> None:
-    await make_user(session_factory, "dr.okafor", Role.provider)
-    await password_step(client, "dr.okafor", secrets_seen)
+    await create_user(session_factory, "dr.okafor", role=Role.provider)
+    await sign_in(client, "dr.okafor", secrets_seen)
     secret = (await client.post("/api/v1/account/mfa/setup")).json()["secret"]
     secrets_seen.add(secret)
     await client.post("/api/v1/account/mfa/confirm", json={"code": code_at(secret, -1)})
 
     first = await make_client()
-    await password_step(first, "dr.okafor", secrets_seen)
+    await sign_in(first, "dr.okafor", secrets_seen)
     code = code_at(secret)
     assert (await first.post("/api/v1/auth/login/mfa", json={"code": code})).status_code == 200
     second = await make_client()
-    await password_step(second, "dr.okafor", secrets_seen)
+    await sign_in(second, "dr.okafor", secrets_seen)
     assert (await second.post("/api/v1/auth/login/mfa", json={"code": code})).status_code == 401
     # An older step than one already used is refused too.
     older = await second.post("/api/v1/auth/login/mfa", json={"code": code_at(secret, -1)})
@@ -130,15 +112,15 @@ async def test_wrong_codes_end_the_partial_session(
     client, session_factory, secrets_seen, monkeypatch
 ) -> None:
     monkeypatch.setattr(login, "DELAY_STEP_SECONDS", 0.01)
-    user_id = await make_user(session_factory, "pat.rivera", Role.patient)
-    await password_step(client, "pat.rivera", secrets_seen)
+    user_id = await create_user(session_factory, "pat.rivera", role=Role.patient)
+    await sign_in(client, "pat.rivera", secrets_seen)
     secret = (await client.post("/api/v1/account/mfa/setup",
                                 json={"current_password": PASSWORD})).json()["secret"]
     secrets_seen.add(secret)
     await client.post("/api/v1/account/mfa/confirm", json={"code": code_at(secret)})
     await client.post("/api/v1/auth/logout")
 
-    assert await password_step(client, "pat.rivera", secrets_seen) == {"status": "mfa_required"}
+    assert await sign_in(client, "pat.rivera", secrets_seen) == {"status": "mfa_required"}
     for _ in range(login.MFA_ATTEMPTS_PER_SESSION):
         r = await client.post("/api/v1/auth/login/mfa", json={"code": "999999"})
         assert r.status_code == 401
@@ -152,8 +134,8 @@ async def test_wrong_codes_end_the_partial_session(
 
 
 async def test_patient_turns_two_factor_on_and_off(client, session_factory, smtp, secrets_seen) -> None:
-    user_id = await make_user(session_factory, "pat.rivera", Role.patient)
-    assert (await password_step(client, "pat.rivera", secrets_seen))["status"] == "ok"
+    user_id = await create_user(session_factory, "pat.rivera", role=Role.patient)
+    assert (await sign_in(client, "pat.rivera", secrets_seen))["status"] == "ok"
     account = (await client.get("/api/v1/account")).json()
     assert account["mfa_enabled"] is False and account["mfa_required"] is False
 
@@ -184,15 +166,15 @@ async def test_patient_turns_two_factor_on_and_off(client, session_factory, smtp
     assert r.status_code == 204
     assert (await client.get("/api/v1/account")).json()["mfa_enabled"] is False
     await client.post("/api/v1/auth/logout")
-    assert (await password_step(client, "pat.rivera", secrets_seen))["status"] == "ok"
+    assert (await sign_in(client, "pat.rivera", secrets_seen))["status"] == "ok"
     async with session_factory() as s:
         actions = [e.action for e in (await s.exec(select(AuditEvent))).all()]
     assert "mfa.enable" in actions and "mfa.disable" in actions
 
 
 async def test_staff_cannot_turn_two_factor_off(client, session_factory, secrets_seen) -> None:
-    await make_user(session_factory, "front.desk", Role.staff)
-    await password_step(client, "front.desk", secrets_seen)
+    await create_user(session_factory, "front.desk", role=Role.staff)
+    await sign_in(client, "front.desk", secrets_seen)
     secret = (await client.post("/api/v1/account/mfa/setup")).json()["secret"]
     secrets_seen.add(secret)
     await client.post("/api/v1/account/mfa/confirm", json={"code": code_at(secret)})
@@ -215,8 +197,8 @@ async def test_setup_from_a_full_session_needs_the_password(
     """A hijacked full session must not be able to turn two-factor on (and so
     control the owner's next sign-ins) without the password."""
     monkeypatch.setattr(login, "DELAY_STEP_SECONDS", 0.01)
-    user_id = await make_user(session_factory, "pat.rivera", Role.patient)
-    assert (await password_step(client, "pat.rivera", secrets_seen))["status"] == "ok"
+    user_id = await create_user(session_factory, "pat.rivera", role=Role.patient)
+    assert (await sign_in(client, "pat.rivera", secrets_seen))["status"] == "ok"
 
     missing = await client.post("/api/v1/account/mfa/setup")
     assert missing.status_code == 422
@@ -238,8 +220,8 @@ async def test_setup_from_a_full_session_needs_the_password(
 async def test_enrolment_at_first_login_needs_no_password_again(
     client, session_factory, secrets_seen
 ) -> None:
-    await make_user(session_factory, "front.desk", Role.staff)
-    assert (await password_step(client, "front.desk", secrets_seen))["status"] == "mfa_enroll_required"
+    await create_user(session_factory, "front.desk", role=Role.staff)
+    assert (await sign_in(client, "front.desk", secrets_seen))["status"] == "mfa_enroll_required"
     r = await client.post("/api/v1/account/mfa/setup")
     assert r.status_code == 200
     secrets_seen.add(r.json()["secret"])
@@ -248,10 +230,10 @@ async def test_enrolment_at_first_login_needs_no_password_again(
 async def test_turning_two_factor_on_ends_the_other_sessions(
     client, make_client, session_factory, smtp, secrets_seen
 ) -> None:
-    await make_user(session_factory, "pat.rivera", Role.patient)
-    await password_step(client, "pat.rivera", secrets_seen)
+    await create_user(session_factory, "pat.rivera", role=Role.patient)
+    await sign_in(client, "pat.rivera", secrets_seen)
     other = await make_client()
-    await password_step(other, "pat.rivera", secrets_seen)
+    await sign_in(other, "pat.rivera", secrets_seen)
     assert (await other.get("/api/v1/account")).status_code == 200
 
     secret = (await client.post("/api/v1/account/mfa/setup",
@@ -266,3 +248,28 @@ async def test_turning_two_factor_on_ends_the_other_sessions(
     [notice] = smtp.to("pat.rivera@example.org")
     assert "Two-factor authentication was turned on" in smtp.text(notice)
     assert notice.get_body(preferencelist=("html",)) is not None
+
+
+async def test_signing_in_with_a_recovery_code_mails_a_notice(
+    client, make_client, session_factory, smtp, secrets_seen
+) -> None:
+    await create_user(session_factory, "pat.rivera", display_name="<b>Pat</b> Rivera")
+    await sign_in(client, "pat.rivera", secrets_seen)
+    secret = (await client.post("/api/v1/account/mfa/setup",
+                                json={"current_password": PASSWORD})).json()["secret"]
+    secrets_seen.add(secret)
+    r = await client.post("/api/v1/account/mfa/confirm", json={"code": code_at(secret)})
+    codes = r.json()["recovery_codes"]
+    secrets_seen.update(codes)
+    await smtp.wait_for(1)  # the "two-factor is on" notice
+
+    other = await make_client()
+    assert (await sign_in(other, "pat.rivera", secrets_seen))["status"] == "mfa_required"
+    assert (await other.post("/api/v1/auth/login/mfa", json={"code": codes[0]})).status_code == 200
+    await smtp.wait_for(2)
+    notice = smtp.to("pat.rivera@example.org")[-1]
+    assert "a recovery code was used" in str(notice["Subject"])
+    assert "recovery code was just used to sign in" in smtp.text(notice)
+    assert codes[0] not in smtp.text(notice)
+    html = notice.get_body(preferencelist=("html",)).get_content()
+    assert "&lt;b&gt;Pat&lt;/b&gt; Rivera" in html and "<b>Pat</b>" not in html

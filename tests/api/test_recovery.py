@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -15,13 +14,11 @@ from sqlmodel import col, select
 
 from rtc_server.audit import AuditEvent
 from rtc_server.auth import emailed_tokens
-from rtc_server.auth.accounts import create_account
-from rtc_server.auth.models import AccountToken, Role, TokenPurpose, User
+from rtc_server.auth.models import AccountToken, TokenPurpose, User
 from rtc_server.auth.passwords import hash_secret, normalize_answer
 from rtc_server.auth.timing import MIN_RESPONSE_SECONDS
 from rtc_server.db import utcnow
-from rtc_server.records.models import Patient
-from rtc_server.records.names import normalize_name
+from tests.harness import add_user, log_in, patient_row, token_from
 
 PASSWORD = "Quiet-Meadow-Fox-31"
 NEW_PASSWORD = "Bright-Canyon-Owl-58"
@@ -39,13 +36,11 @@ async def make_patient_account(
     with_question: bool = True,
 ) -> int:
     async with session_factory() as s:
-        patient = Patient(given_name="María", family_name="López", given_norm=normalize_name("María"),
-                          family_norm=normalize_name("López"), birth_date=date(1990, 5, 1),
-                          zip="10001", email=email)
+        patient = patient_row(given="María", family="López", email=email)
         s.add(patient)
         await s.flush()
-        user = await create_account(s, username=username, password=PASSWORD, role=Role.patient,
-                                    display_name="María López", email=email, patient_id=patient.id)
+        user = await add_user(s, username, password=PASSWORD, display_name="María López",
+                              email=email, patient_id=patient.id)
         if with_question:
             user.security_question = QUESTION
             user.security_answer_hash = await hash_secret(normalize_answer(ANSWER))
@@ -53,14 +48,6 @@ async def make_patient_account(
         await s.commit()
         assert user.id is not None
         return user.id
-
-
-async def log_in(client: httpx.AsyncClient, username: str, password: str) -> httpx.Response:
-    return await client.post("/api/v1/auth/login", json={"username": username, "password": password})
-
-
-def token_from(link: str) -> str:
-    return parse_qs(urlsplit(link).query)["token"][0]
 
 
 async def request_reset(client: httpx.AsyncClient, smtp: Any, secrets_seen: set[str],
@@ -305,8 +292,8 @@ async def test_mail_escapes_names_in_html(
     client: httpx.AsyncClient, session_factory: Any, smtp: Any, secrets_seen: set[str]
 ) -> None:
     async with session_factory() as s:
-        user = await create_account(s, username="tagged.user", password=PASSWORD, role=Role.patient,
-                                    display_name="<b>Eve</b> Hacker", email="eve@example.org")
+        user = await add_user(s, "tagged.user", password=PASSWORD,
+                              display_name="<b>Eve</b> Hacker", email="eve@example.org")
         user.security_question = QUESTION
         user.security_answer_hash = await hash_secret(normalize_answer(ANSWER))
         s.add(user)

@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -15,25 +14,21 @@ from sqlalchemy import text, update
 from sqlmodel import col, select
 
 from rtc_server.audit import AuditEvent
-from rtc_server.auth.accounts import create_account
 from rtc_server.auth.models import (
     AccountToken,
     Registration,
     RegistrationStatus,
     Role,
-    SessionStage,
     TokenPurpose,
     User,
     UserStatus,
 )
 from rtc_server.auth.passwords import normalize_answer, verify_secret
-from rtc_server.auth.sessions import create_session
 from rtc_server.auth.timing import MIN_RESPONSE_SECONDS
-from rtc_server.context import RequestMeta
 from rtc_server.db import utcnow
 from rtc_server.portal.registration.service import REGISTER_PER_IP
 from rtc_server.records.models import Patient
-from rtc_server.records.names import normalize_name
+from tests.harness import create_patient, create_signed_in_user, create_user, token_from
 
 PASSWORD = "Harbor-Lantern-73q"
 ANSWER = "Grandma Tilly's biscuits"
@@ -51,16 +46,10 @@ async def add_patient(
     birth: str = "1984-03-12", zip_code: str | None = "02139", email: str | None = "zoe@example.org",
     mrn: str = "MRN-1001", phone: str | None = "617-555-0100",
 ) -> int:
-    async with session_factory() as s:
-        p = Patient(
-            given_name=given, family_name=family, given_norm=normalize_name(given),
-            family_norm=normalize_name(family), birth_date=date.fromisoformat(birth),
-            zip=zip_code, email=email, mrn=mrn, phone=phone,
-        )
-        s.add(p)
-        await s.commit()
-        assert p.id is not None
-        return p.id
+    return await create_patient(
+        session_factory, given=given, family=family, birth=date.fromisoformat(birth),
+        zip_code=zip_code, email=email, mrn=mrn, phone=phone,
+    )
 
 
 def form(**overrides: Any) -> dict[str, Any]:
@@ -74,10 +63,6 @@ def form(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-def token_from(link: str) -> str:
-    return parse_qs(urlsplit(link).query)["token"][0]
-
-
 def field_messages(r: httpx.Response, field: str) -> list[str]:
     return [f["message"] for f in r.json()["error"]["fields"] if f["field"] == field]
 
@@ -88,12 +73,10 @@ async def signed_in(
 ) -> httpx.AsyncClient:
     """A client with a full session. Staff must enrol in two-factor at log-in, so
     the session is made directly rather than through the log-in endpoint."""
-    async with app.state.session_factory() as s:
-        user = await create_account(s, username=username, password=STAFF_PASSWORD,
-                                    role=role, display_name=username)
-        token = await create_session(s, user, SessionStage.full, RequestMeta(None, None, None),
-                                     app.state.settings)
-        await s.commit()
+    token = await create_signed_in_user(
+        app.state.session_factory, app.state.settings, username, role=role,
+        password=STAFF_PASSWORD, display_name=username, email=None,
+    )
     c = await make_client()
     c.cookies.set("rtc_session", token)
     return c
@@ -180,9 +163,7 @@ async def test_username_rules(client: httpx.AsyncClient, username: str, message:
 async def test_taken_username_is_refused_case_insensitively(
     client: httpx.AsyncClient, session_factory: Factory
 ) -> None:
-    async with session_factory() as s:
-        await create_account(s, username="Zoe.Nunez", password="Other-Pass-Word-5", role=Role.patient)
-        await s.commit()
+    await create_user(session_factory, "Zoe.Nunez", password="Other-Pass-Word-5", email=None)
     r = await client.post("/api/v1/auth/register", json=form(username="zoe.NUNEZ"))
     assert r.status_code == 422
     assert field_messages(r, "username") == ["That username is taken; choose another."]

@@ -8,29 +8,16 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from rtc_server.auth.accounts import create_account
-from rtc_server.auth.models import AuthSession, Role
+from rtc_server.auth.models import AuthSession
 from rtc_server.auth.tokens import token_hash
 from rtc_server.db import as_utc, utcnow
-
-PASSWORD = "Copper-Meadow-73"
-
-
-async def make_patient(session_factory, username: str) -> int:
-    async with session_factory() as s:
-        user = await create_account(s, username=username, password=PASSWORD, role=Role.patient,
-                                    email=f"{username}@example.org")
-        await s.commit()
-        return user.id
+from tests.harness import create_user, sign_in
 
 
-async def sign_in(client, username: str, secrets_seen) -> str:
-    secrets_seen.add(PASSWORD)
-    r = await client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    token = client.cookies["rtc_session"]
-    secrets_seen.add(token)
-    return token
+async def signed_in_token(client, username: str, secrets_seen) -> str:
+    """Log in; the session token."""
+    await sign_in(client, username, secrets_seen)
+    return client.cookies["rtc_session"]
 
 
 async def shift_session(session_factory, token: str, **moved: timedelta) -> None:
@@ -46,8 +33,8 @@ async def shift_session(session_factory, token: str, **moved: timedelta) -> None
 async def test_logout_ends_the_session_even_if_the_cookie_is_replayed(
     client, make_client, session_factory, secrets_seen
 ) -> None:
-    await make_patient(session_factory, "maria.lopez")
-    token = await sign_in(client, "maria.lopez", secrets_seen)
+    await create_user(session_factory, "maria.lopez")
+    token = await signed_in_token(client, "maria.lopez", secrets_seen)
     r = await client.post("/api/v1/auth/logout")
     assert r.status_code == 204
     assert "rtc_session=" in r.headers["set-cookie"]
@@ -67,8 +54,8 @@ async def test_logout_without_a_session_is_harmless(client) -> None:
 async def test_session_reports_its_deadlines_without_extending_them(
     client, session_factory, secrets_seen
 ) -> None:
-    await make_patient(session_factory, "maria.lopez")
-    token = await sign_in(client, "maria.lopez", secrets_seen)
+    await create_user(session_factory, "maria.lopez")
+    token = await signed_in_token(client, "maria.lopez", secrets_seen)
     await shift_session(session_factory, token, last_seen_at=timedelta(minutes=10))
     body = (await client.get("/api/v1/auth/session")).json()
     assert body["idle_timeout_seconds"] == 30 * 60
@@ -84,8 +71,8 @@ async def test_session_reports_its_deadlines_without_extending_them(
 
 
 async def test_activity_pushes_the_idle_deadline(client, session_factory, secrets_seen) -> None:
-    await make_patient(session_factory, "maria.lopez")
-    token = await sign_in(client, "maria.lopez", secrets_seen)
+    await create_user(session_factory, "maria.lopez")
+    token = await signed_in_token(client, "maria.lopez", secrets_seen)
     await shift_session(session_factory, token, last_seen_at=timedelta(minutes=20))
     assert (await client.get("/api/v1/account")).status_code == 200
     async with session_factory() as s:
@@ -94,16 +81,16 @@ async def test_activity_pushes_the_idle_deadline(client, session_factory, secret
 
 
 async def test_idle_timeout_ends_the_session(client, session_factory, secrets_seen) -> None:
-    await make_patient(session_factory, "maria.lopez")
-    token = await sign_in(client, "maria.lopez", secrets_seen)
+    await create_user(session_factory, "maria.lopez")
+    token = await signed_in_token(client, "maria.lopez", secrets_seen)
     await shift_session(session_factory, token, last_seen_at=timedelta(minutes=31))
     assert (await client.get("/api/v1/account")).status_code == 401
     assert (await client.get("/api/v1/auth/session")).status_code == 401
 
 
 async def test_absolute_limit_ends_an_active_session(client, session_factory, secrets_seen) -> None:
-    await make_patient(session_factory, "maria.lopez")
-    token = await sign_in(client, "maria.lopez", secrets_seen)
+    await create_user(session_factory, "maria.lopez")
+    token = await signed_in_token(client, "maria.lopez", secrets_seen)
     await shift_session(session_factory, token, created_at=timedelta(hours=12, minutes=1),
                         expires_at=timedelta(hours=12, minutes=1))
     assert (await client.get("/api/v1/account")).status_code == 401
@@ -112,7 +99,7 @@ async def test_absolute_limit_ends_an_active_session(client, session_factory, se
 async def test_user_lists_sessions_and_ends_another_one(
     client, make_client, session_factory, secrets_seen
 ) -> None:
-    await make_patient(session_factory, "maria.lopez")
+    await create_user(session_factory, "maria.lopez")
     await sign_in(client, "maria.lopez", secrets_seen)
     phone = await make_client()
     await sign_in(phone, "maria.lopez", secrets_seen)
@@ -133,8 +120,8 @@ async def test_user_lists_sessions_and_ends_another_one(
 async def test_someone_elses_session_id_is_not_found(
     client, make_client, session_factory, secrets_seen
 ) -> None:
-    await make_patient(session_factory, "maria.lopez")
-    await make_patient(session_factory, "john.smith")
+    await create_user(session_factory, "maria.lopez")
+    await create_user(session_factory, "john.smith")
     await sign_in(client, "maria.lopez", secrets_seen)
     intruder = await make_client()
     await sign_in(intruder, "john.smith", secrets_seen)
@@ -148,8 +135,8 @@ async def test_someone_elses_session_id_is_not_found(
 
 
 async def test_an_ended_session_cannot_be_revived_by_activity(client, session_factory, secrets_seen) -> None:
-    await make_patient(session_factory, "maria.lopez")
-    token = await sign_in(client, "maria.lopez", secrets_seen)
+    await create_user(session_factory, "maria.lopez")
+    token = await signed_in_token(client, "maria.lopez", secrets_seen)
     async with session_factory() as s:
         await s.exec(update(AuthSession).where(col(AuthSession.id) == token_hash(token))
                      .values(ended_at=utcnow()))

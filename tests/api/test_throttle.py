@@ -13,24 +13,11 @@ from sqlmodel import col, select
 
 from rtc_server.audit import AuditEvent
 from rtc_server.auth import login, throttle
-from rtc_server.auth.accounts import create_account, normalize_username
-from rtc_server.auth.models import RateCounter, Role, User
+from rtc_server.auth.accounts import normalize_username
+from rtc_server.auth.models import RateCounter, User
+from tests.harness import PASSWORD, create_user, log_in
 
-PASSWORD = "Harbor-Lantern-58"
 BACKENDS = pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
-
-
-async def make_user(session_factory: Any, username: str) -> int:
-    async with session_factory() as s:
-        user = await create_account(s, username=username, password=PASSWORD, role=Role.patient,
-                                    email=f"{username}@example.org")
-        await s.commit()
-        assert user.id is not None
-        return user.id
-
-
-async def log_in(client: httpx.AsyncClient, username: str, password: str) -> httpx.Response:
-    return await client.post("/api/v1/auth/login", json={"username": username, "password": password})
 
 
 async def audited_request_ids(session_factory: Any, action: str, outcome: str) -> list[str | None]:
@@ -64,7 +51,7 @@ async def test_parallel_logins_from_one_address_cannot_outrun_the_address_limit(
 async def test_parallel_wrong_passwords_lock_the_account_without_errors(
     client: httpx.AsyncClient, session_factory: Any, smtp: Any,
 ) -> None:
-    user_id = await make_user(session_factory, "maria.lopez")
+    user_id = await create_user(session_factory, "maria.lopez")
     replies = await asyncio.gather(*(
         log_in(client, "maria.lopez", f"Wrong-Guess-{i:03d}") for i in range(30)
     ))
@@ -91,7 +78,7 @@ async def test_the_right_password_is_not_counted_as_a_failure(
 ) -> None:
     """Attempts are counted before the check; one that succeeds is given back."""
     monkeypatch.setattr(login, "IP_LIMIT", 2)
-    await make_user(session_factory, "maria.lopez")
+    await create_user(session_factory, "maria.lopez")
     for _ in range(4):
         r = await log_in(client, "maria.lopez", PASSWORD)
         assert r.status_code == 200

@@ -9,31 +9,22 @@ import pyotp
 import pytest
 from playwright.async_api import expect
 
-from rtc_server.auth.accounts import create_account
 from rtc_server.auth.models import Role
-from rtc_server.db import create_engine, make_session_factory
+from tests.harness import PASSWORD, create_user, server_db
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "Lilac-Summit-46"
 
 
 async def make_user(live_server, username: str, role: Role) -> None:
-    # The server's own engine lives on its thread's event loop; use our own.
-    engine = create_engine(live_server.settings)
-    try:
-        async with make_session_factory(engine)() as s:
-            await create_account(s, username=username, password=PASSWORD, role=role,
-                                 display_name=username.title(), email=f"{username}@example.org")
-            await s.commit()
-    finally:
-        await engine.dispose()
+    async with server_db(live_server) as session_factory:
+        await create_user(session_factory, username, role=role, display_name=username.title())
 
 
-async def fill_login(page, live_server, username: str) -> None:
+async def fill_login(page, live_server, username: str, password: str = PASSWORD) -> None:
     await page.goto(f"{live_server.url}/login.html")
     await page.get_by_label("Username").fill(username)
-    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_label("Password").fill(password)
     await page.get_by_role("button", name="Log in").click()
 
 
@@ -45,10 +36,7 @@ async def test_patient_logs_in_and_lands_on_the_dashboard(
     page = browser_page
 
     # A wrong password first: the page shows the server's message and stays put.
-    await page.goto(f"{live_server.url}/login.html")
-    await page.get_by_label("Username").fill("maria.lopez")
-    await page.get_by_label("Password").fill("Not-The-Password-1")
-    await page.get_by_role("button", name="Log in").click()
+    await fill_login(page, live_server, "maria.lopez", "Not-The-Password-1")
     await page.get_by_text("Incorrect username or password").wait_for()
 
     await fill_login(page, live_server, "maria.lopez")

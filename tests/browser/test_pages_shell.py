@@ -10,11 +10,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from rtc_server.auth.accounts import create_account
 from rtc_server.auth.models import Role, SessionStage
-from rtc_server.auth.sessions import create_session
-from rtc_server.context import RequestMeta
-from rtc_server.db import create_engine, make_session_factory
+from tests.harness import create_signed_in_user, server_db
 
 pytestmark = pytest.mark.browser
 
@@ -26,22 +23,14 @@ PATIENT_TABS = [
     "Dashboard", "Appointments", "Medical Records", "Messaging", "Virtual Visits",
     "Account Settings", "Help Desk",
 ]
-PASSWORD = "Quiet-Orchard-58"
 
 
 async def signed_in(live_server: Any, page: Page, username: str, role: Role,
                     stage: SessionStage = SessionStage.full) -> None:
     """Create an account and a session of `stage` on the live server; give `page` its cookie."""
-    engine = create_engine(live_server.settings)
-    try:
-        async with make_session_factory(engine)() as db:
-            user = await create_account(db, username=username, password=PASSWORD, role=role,
-                                        display_name=username.title(), email=f"{username}@example.org")
-            token = await create_session(db, user, stage, RequestMeta(None, None, None),
-                                         live_server.settings)
-            await db.commit()
-    finally:
-        await engine.dispose()
+    async with server_db(live_server) as session_factory:
+        token = await create_signed_in_user(session_factory, live_server.settings, username,
+                                            role=role, stage=stage, display_name=username.title())
     await page.context.add_cookies([{"name": "rtc_session", "value": token, "url": live_server.url}])
 
 

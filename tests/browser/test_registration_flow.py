@@ -11,13 +11,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from rtc_server.auth.accounts import create_account
-from rtc_server.auth.models import Role, SessionStage
-from rtc_server.auth.sessions import create_session
-from rtc_server.context import RequestMeta
-from rtc_server.db import create_engine, make_session_factory
-from rtc_server.records.models import Patient
-from rtc_server.records.names import normalize_name
+from rtc_server.auth.models import Role
+from tests.harness import create_patient, create_signed_in_user, server_db
 
 pytestmark = pytest.mark.browser
 
@@ -26,27 +21,12 @@ ANSWER = "Biscuit the dog"
 STAFF_PASSWORD = "Staff-Desk-Pass-9"
 
 
-async def on_server_db(live_server: Any, work: Any) -> Any:
-    """Run ``work(session)`` against the live server's database from the test's loop
-    (the server's own engine belongs to the server thread's loop)."""
-    engine = create_engine(live_server.settings)
-    try:
-        async with make_session_factory(engine)() as session:
-            result = await work(session)
-            await session.commit()
-            return result
-    finally:
-        await engine.dispose()
-
-
 async def import_patient(live_server: Any, *, email: str | None) -> None:
-    async def add(session: Any) -> None:
-        session.add(Patient(
-            given_name="Zoë", family_name="Núñez", given_norm=normalize_name("Zoë"),
-            family_norm=normalize_name("Núñez"), birth_date=date(1984, 3, 12), zip="02139",
-            email=email, mrn="MRN-1001", phone="617-555-0100",
-        ))
-    await on_server_db(live_server, add)
+    async with server_db(live_server) as session_factory:
+        await create_patient(
+            session_factory, given="Zoë", family="Núñez", birth=date(1984, 3, 12),
+            zip_code="02139", email=email, mrn="MRN-1001", phone="617-555-0100",
+        )
 
 
 async def fill_registration(page: Page, base: str, *, email: str) -> None:
@@ -115,14 +95,12 @@ async def test_record_without_email_is_approved_by_staff_then_activated(
     await fill_registration(browser_page, base, email="zoe.new@example.net")
     assert smtp.messages == []  # nothing goes out before a person has checked
 
-    async def staff_session(session: Any) -> str:
-        user = await create_account(session, username="frontdesk1", password=STAFF_PASSWORD,
-                                    role=Role.staff, display_name="Front Desk")
-        # Staff must enrol in two-factor at log-in; the test starts from a full session.
-        return await create_session(session, user, SessionStage.full,
-                                    RequestMeta(None, None, None), live_server.settings)
-
-    token = await on_server_db(live_server, staff_session)
+    # Staff must enrol in two-factor at log-in; the test starts from a full session.
+    async with server_db(live_server) as session_factory:
+        token = await create_signed_in_user(
+            session_factory, live_server.settings, "frontdesk1", role=Role.staff,
+            password=STAFF_PASSWORD, display_name="Front Desk", email=None,
+        )
     secrets_seen.add(token)
     staff_context = await browser.new_context()
     try:

@@ -21,6 +21,7 @@ from rtc_server.auth.current import Actor
 from rtc_server.auth.models import TokenPurpose, User
 from rtc_server.config import Settings
 from rtc_server.errors import InvalidInput, NotFound
+from rtc_server.notify.mail import Mail
 from rtc_server.portal.account.notices import confirm_new_email, security_notice
 from rtc_server.portal.account.service import (
     AccountOut,
@@ -30,9 +31,7 @@ from rtc_server.portal.account.service import (
     load_user,
     record_action,
     require_password,
-    revoke_tokens,
 )
-from rtc_server.portal.registration.mail import Mail
 
 
 def _same_address(a: str | None, b: str | None) -> bool:
@@ -77,7 +76,7 @@ async def update_contact(
         if _same_address(new_email, user.email):
             cancelled = user.pending_email is not None
             user.pending_email = None
-            await revoke_tokens(db, user.id or 0, TokenPurpose.email_change)
+            await emailed_tokens.revoke(db, user.id or 0, TokenPurpose.email_change)
         elif not _same_address(new_email, user.pending_email):
             user.pending_email = new_email
             # issue() spends any earlier email-change link.

@@ -23,9 +23,9 @@ from rtc_server.auth.models import SessionStage
 from rtc_server.auth.sessions import create_session, end_user_sessions
 from rtc_server.config import Settings
 from rtc_server.errors import Conflict, Forbidden, InvalidInput, Unauthorized
+from rtc_server.notify.mail import Mail
 from rtc_server.portal.account.notices import security_notice
 from rtc_server.portal.account.service import load_user, record_action, require_password
-from rtc_server.portal.registration.mail import Mail
 
 
 class MfaSetupOut(BaseModel):
@@ -85,11 +85,8 @@ async def mfa_confirm(
     except mfa.MfaSecretError:
         raise Conflict("Start the set-up again.", code="mfa_setup_required") from None
     if not await mfa.verify_totp(db, user.id or 0, secret, code.strip()):
-        failures = await login.record_failure(
-            db, norm=user.username_norm, user=user, meta=actor.meta, settings=settings,
-            mailer=mailer, action="mfa.enable",
-        )
-        await login.failure_delay(failures)
+        await login.refuse_signed_in(db, user=user, meta=actor.meta, settings=settings,
+                                     mailer=mailer, action="mfa.enable")
         raise InvalidInput("code", "That code is not right. Enter the code your app shows now.")
     user.mfa_enabled = True
     db.add(user)
@@ -128,11 +125,8 @@ async def mfa_disable(
         raise Conflict("Two-factor authentication is already off.", code="mfa_not_enabled")
     await require_password(db, actor, user, current_password, settings, mailer)
     if await mfa.check_code(db, user, code, settings.secret) is None:
-        failures = await login.record_failure(
-            db, norm=user.username_norm, user=user, meta=actor.meta, settings=settings,
-            mailer=mailer, action="mfa.disable",
-        )
-        await login.failure_delay(failures)
+        await login.refuse_signed_in(db, user=user, meta=actor.meta, settings=settings,
+                                     mailer=mailer, action="mfa.disable")
         raise InvalidInput("code", "That code is not right.")
     user.mfa_enabled = False
     user.mfa_secret = None

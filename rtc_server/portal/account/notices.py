@@ -2,7 +2,7 @@
 a notice to the account's address after every change that matters for
 security, so a hijacked session cannot quietly take an account over.
 
-They are ``registration.mail.Mail`` values (plain text and HTML, anything a
+They are ``notify.mail.Mail`` values (plain text and HTML, anything a
 person typed escaped in the HTML) built by the services and sent by the
 routes after the response with ``with_mail``, so no request waits for SMTP.
 """
@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from rtc_server.auth.models import User
 from rtc_server.config import Settings
-
-# The composer lives with the registration mails; see the report about moving
-# it to rtc_server/notify/ so both packages share it under a public name.
-from rtc_server.portal.registration.mail import Mail, _compose, link
+from rtc_server.notify.mail import Mail, compose, link
 
 
 def _name(user: User) -> str:
@@ -23,7 +20,7 @@ def _name(user: User) -> str:
 
 def confirm_new_email(*, user: User, to: str, token: str, settings: Settings) -> Mail:
     clinic = settings.clinic_name
-    return _compose(
+    return compose(
         "email_change_confirm", to, f"{clinic}: confirm your new email address", clinic, _name(user),
         [
             "Someone, hopefully you, asked to use this address for a patient portal account. "
@@ -40,7 +37,7 @@ def security_notice(*, user: User, settings: Settings, kind: str, subject: str, 
     if not user.email:
         return []
     clinic = settings.clinic_name
-    return [_compose(
+    return [compose(
         kind, user.email, f"{clinic}: {subject}", clinic, _name(user),
         [f"{what} If this wasn't you, reset your password now and contact the clinic."],
         ("Reset your password", f"{settings.base_url}/forgot-password.html"),

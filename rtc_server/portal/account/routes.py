@@ -13,6 +13,7 @@ from rtc_server.api import api_route, json_response, no_content, read_body
 from rtc_server.auth.current import require_actor
 from rtc_server.auth.sessions import set_session_cookie
 from rtc_server.context import db, mailer, meta, settings
+from rtc_server.notify.mail import with_mail
 from rtc_server.portal.account import email_change, mfa_service, service
 from rtc_server.portal.account.mfa_service import MfaConfirmed, MfaSetupOut
 from rtc_server.portal.account.service import (
@@ -21,7 +22,6 @@ from rtc_server.portal.account.service import (
     NotificationPrefs,
     SessionOut,
 )
-from rtc_server.portal.registration.mail import with_mail
 
 
 class UsernameChange(BaseModel):

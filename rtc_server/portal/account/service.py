@@ -6,7 +6,7 @@ Every change that matters for security needs the current password (a wrong
 one counts toward the sign-in lockout like a failed log-in), is audited, and
 is announced by email to the account's address, so a hijacked session cannot
 quietly take an account over. Services that mail return the ``Mail`` values;
-the route sends them after the response (``registration.mail.with_mail``).
+the route sends them after the response (``notify.mail.with_mail``).
 """
 
 from __future__ import annotations
@@ -16,24 +16,23 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, field_validator
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rtc_server import audit
-from rtc_server.auth import login, mfa
+from rtc_server.auth import emailed_tokens, login, mfa
 from rtc_server.auth.accounts import normalize_username, username_problems, username_taken
 from rtc_server.auth.current import Actor
-from rtc_server.auth.models import AccountToken, AuthSession, Role, TokenPurpose, User
+from rtc_server.auth.models import AuthSession, Role, TokenPurpose, User
 from rtc_server.auth.password_policy import password_problems
 from rtc_server.auth.passwords import hash_secret, normalize_answer, verify_secret
 from rtc_server.auth.sessions import end_session, end_user_sessions, is_live
 from rtc_server.config import Settings
 from rtc_server.db import as_utc, utcnow
 from rtc_server.errors import InvalidInput, NotFound, Unauthorized
+from rtc_server.notify.mail import Mail
 from rtc_server.portal.account.notices import security_notice
-from rtc_server.portal.registration.mail import Mail
 
 NOTIFICATION_KINDS = ("appointment_reminders", "new_messages", "lab_results", "refill_updates")
 DEFAULT_CHANNELS = {"email": True, "sms": False}
@@ -176,23 +175,9 @@ async def require_password(
     if not password:
         raise InvalidInput("current_password", "Enter your current password.")
     if not await verify_secret(user.password_hash, password):
-        failures = await login.record_failure(
-            db, norm=user.username_norm, user=user, meta=actor.meta, settings=settings,
-            mailer=mailer, action="account.reauth_failure",
-        )
-        await login.failure_delay(failures)
+        await login.refuse_signed_in(db, user=user, meta=actor.meta, settings=settings,
+                                     mailer=mailer, action="account.reauth_failure")
         raise InvalidInput("current_password", "Your current password is not right.")
-
-
-async def revoke_tokens(db: AsyncSession, user_id: int, *purposes: TokenPurpose) -> None:
-    """Spend every unused emailed link of these purposes (the caller commits),
-    the same UPDATE ``emailed_tokens.issue`` makes before a new one."""
-    await db.exec(  # type: ignore[call-overload]
-        update(AccountToken)
-        .where(col(AccountToken.user_id) == user_id, col(AccountToken.purpose).in_(purposes),
-               col(AccountToken.used_at).is_(None))
-        .values(used_at=utcnow())
-    )
 
 
 # --- reading -----------------------------------------------------------------
@@ -260,7 +245,7 @@ async def change_password(
     user.pending_email = None
     db.add(user)
     await end_user_sessions(db, user.id or 0, keep=actor.session_id)
-    await revoke_tokens(db, user.id or 0, TokenPurpose.password_reset, TokenPurpose.email_change)
+    await emailed_tokens.revoke(db, user.id or 0, TokenPurpose.password_reset, TokenPurpose.email_change)
     await record_action(db, actor, "password.change")
     await db.commit()
     return security_notice(

@@ -20,8 +20,8 @@ from rtc_server.auth.password_policy import MAX_LENGTH, MIN_LENGTH, RULES
 from rtc_server.auth.timing import response_floor
 from rtc_server.context import db, meta, settings
 from rtc_server.db import as_utc
+from rtc_server.notify.mail import with_mail
 from rtc_server.portal.registration import service, verification
-from rtc_server.portal.registration.mail import with_mail
 from rtc_server.portal.registration.service import CHECK_EMAIL_MESSAGE, RegisterForm
 
 

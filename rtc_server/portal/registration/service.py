@@ -5,7 +5,7 @@ What ``register`` guarantees:
 
 - Its reply never tells whether a record matched: every outcome returns the same
   value, both secrets are hashed before anything is looked up, and mail goes out
-  after the response (see ``mail.deliver``). Only input rules (422) and throttles
+  after the response (see ``notify.mail``). Only input rules (422) and throttles
   that apply whatever was found (429) can differ, and they depend on the input only.
 - A record with an email on file: the entered email must equal it; the
   activation link goes to that address only. A record with no email on file,
@@ -32,7 +32,6 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel
 from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
@@ -41,7 +40,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rtc_server import audit
 from rtc_server.auth import emailed_tokens, throttle
-from rtc_server.auth.accounts import normalize_username, username_problems
+from rtc_server.auth.accounts import normalize_email, normalize_username, username_problems
 from rtc_server.auth.models import (
     AccountToken,
     Registration,
@@ -57,6 +56,7 @@ from rtc_server.config import PRIVACY_VERSION, TERMS_VERSION, Settings
 from rtc_server.context import RequestMeta
 from rtc_server.db import utcnow
 from rtc_server.errors import Gone, InvalidInput, NotFound, RateLimited
+from rtc_server.notify.mail import Mail, link
 from rtc_server.portal.registration import mail
 from rtc_server.portal.registration.matching import ZIP_PATTERN, MatchKind, find_record
 from rtc_server.records.models import Patient
@@ -75,7 +75,6 @@ _EARLIEST_BIRTH = date(1900, 1, 1)
 NAME_MAX = 100
 QUESTION_MAX = 200
 ANSWER_MIN, ANSWER_MAX = 3, 200
-EMAIL_MAX = 254
 
 
 class RegisterForm(BaseModel):
@@ -106,17 +105,6 @@ class CleanForm:
 
 
 # --- input rules -----------------------------------------------------------
-
-def normalize_email(value: str) -> str | None:
-    """The address in a canonical form (domain lower-cased), or None if invalid."""
-    value = value.strip()
-    if not value or len(value) > EMAIL_MAX:
-        return None
-    try:
-        return validate_email(value, check_deliverability=False).normalized
-    except EmailNotValidError:
-        return None
-
 
 def same_email(a: str | None, b: str | None) -> bool:
     return bool(a and b) and a.strip().casefold() == b.strip().casefold()  # type: ignore[union-attr]
@@ -228,7 +216,7 @@ async def _user_by_username(db: AsyncSession, username: str) -> User | None:
 
 async def register(
     db: AsyncSession, *, form: RegisterForm, meta: RequestMeta, settings: Settings
-) -> list[mail.Mail]:
+) -> list[Mail]:
     """Take a sign-up; returns the mail to send after replying. The caller replies
     202 ``CHECK_EMAIL_MESSAGE`` whatever happened here (short of 422/429)."""
     clean = check_form(form)
@@ -314,7 +302,7 @@ async def register(
         },
     )
     db.add(reg)
-    mails: list[mail.Mail] = []
+    mails: list[Mail] = []
     user_id = user.id
     try:
         await db.flush()
@@ -324,7 +312,7 @@ async def register(
                                                purpose=TokenPurpose.activation, email=patient.email)
             mails.append(mail.activation(
                 to=patient.email, name=patient.given_name, clinic=settings.clinic_name,
-                url=mail.link(settings.base_url, "activate.html", token),
+                url=link(settings.base_url, "activate.html", token),
             ))
         await audit.record(db, action="registration.submit", outcome="success",
                            patient_id=patient_id, resource=f"user:{user_id}",
@@ -385,7 +373,7 @@ async def activate(db: AsyncSession, *, token: str, meta: RequestMeta) -> None:
 
 async def resend_activation(
     db: AsyncSession, *, email: str, meta: RequestMeta, settings: Settings
-) -> list[mail.Mail]:
+) -> list[Mail]:
     """New links for pending accounts at ``email`` that may activate (link sent
     to the record's address, or staff approved). Silent otherwise."""
     secret = settings.secret
@@ -418,7 +406,7 @@ async def resend_activation(
         patient = await db.get(Patient, reg.patient_id)
         mails.append(mail.activation(
             to=user.email, name=patient.given_name if patient else None,
-            clinic=settings.clinic_name, url=mail.link(settings.base_url, "activate.html", token),
+            clinic=settings.clinic_name, url=link(settings.base_url, "activate.html", token),
         ))
         await audit.record(db, action="account.activation_resend", outcome="success",
                            patient_id=user.patient_id, resource=f"user:{user.id}",

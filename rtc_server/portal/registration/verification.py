@@ -28,6 +28,7 @@ from rtc_server.auth.models import Registration, RegistrationStatus, Role, Token
 from rtc_server.config import Settings
 from rtc_server.db import utcnow
 from rtc_server.errors import Conflict, InvalidInput, NotFound
+from rtc_server.notify.mail import Mail, link
 from rtc_server.portal.registration import mail
 from rtc_server.records.models import Patient
 
@@ -88,7 +89,7 @@ async def _decide(
 
 async def approve(
     db: AsyncSession, *, actor: Actor, registration_id: int, note: str | None, settings: Settings
-) -> list[mail.Mail]:
+) -> list[Mail]:
     """Staff confirmed the patient's identity: mail the activation link to the
     email the patient entered, which becomes the account's address."""
     actor.require_role(Role.staff, Role.admin)
@@ -109,7 +110,7 @@ async def approve(
     await db.commit()
     return [mail.activation(
         to=email, name=str(reg.entered.get("first_name") or "") or None,
-        clinic=settings.clinic_name, url=mail.link(settings.base_url, "activate.html", token),
+        clinic=settings.clinic_name, url=link(settings.base_url, "activate.html", token),
     )]
 
 

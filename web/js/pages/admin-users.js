@@ -1,10 +1,10 @@
 // /admin/users.html: find accounts, change a role (Save per row), lift a sign-in lock (Unlock),
 // with Newer / Older paging by before_id. Admins only; the server checks and audits each call.
 
-import { get, post, ApiError } from "../api.js";
+import { post, ApiError } from "../api.js";
 import { $, h, replaceChildren, focusElement, timeElement, announce } from "../dom.js";
-import { handleSubmit, serializeForm } from "../forms.js";
-import { initPortal, withLoading } from "../portal.js";
+import { pagedList, resultsTable } from "../paging.js";
+import { initPortal } from "../portal.js";
 
 const ROLES = [
   { value: "patient", label: "Patient" },
@@ -13,19 +13,10 @@ const ROLES = [
   { value: "admin", label: "Admin" },
 ];
 
-const form = $("#users-filter");
 const results = $("#users-results");
 const message = $("#users-message");
-const pager = $("#users-pager");
-const older = $("#users-older");
-const newer = $("#users-newer");
-const pageStatus = $("#users-page-status");
 
 let me = null;
-let filters = {};
-// before_id of each page shown so far; [null] is the newest page.
-let pages = [null];
-let nextBeforeId = null;
 
 function roleLabel(value) {
   const found = ROLES.find((r) => r.value === value);
@@ -151,81 +142,34 @@ async function unlockUser(user, button) {
   }
 }
 
-function table(users) {
-  return h(
-    "div",
-    { class: "table-wrap table-wrap--wide", role: "region", "aria-labelledby": "results-heading", tabindex: "0" },
-    h(
-      "table",
-      {},
-      h("caption", { class: "visually-hidden", text: "User accounts, newest first" }),
-      h(
-        "thead",
-        {},
-        h(
-          "tr",
-          {},
-          ["Username", "Name", "Role", "Status", "Two-factor", "Created", "Sign-in lock"].map((label) =>
-            h("th", { scope: "col", text: label }),
-          ),
-        ),
-      ),
-      h("tbody", {}, users.map(row)),
-    ),
-  );
-}
-
-async function load({ focusResults = false } = {}) {
-  const beforeId = pages[pages.length - 1];
-  let reply;
-  try {
-    reply = await withLoading(results, "user accounts", () =>
-      get("/admin/users", { query: { ...filters, before_id: beforeId ?? undefined } }),
-    );
-  } catch {
-    pager.hidden = true;
-    return;
-  }
-  const users = Array.isArray(reply && reply.rows) ? reply.rows : [];
-  nextBeforeId = reply ? reply.next_before_id ?? null : null;
-  replaceChildren(results, users.length ? table(users) : h("p", { text: "No accounts match these filters." }));
-  pager.hidden = !users.length && pages.length === 1;
-  older.disabled = nextBeforeId === null;
-  newer.disabled = pages.length === 1;
-  pageStatus.textContent = users.length ? `Page ${pages.length}, ${users.length} accounts.` : "";
-  if (focusResults) focusElement($("#results-heading"));
-}
-
-function readFilters() {
-  const data = serializeForm(form);
+function readFilters(data) {
   return { q: data.q || undefined, role: data.role || undefined, limit: data.limit || undefined };
 }
 
 const session = await initPortal({ roles: ["admin"] });
 if (session) {
   me = session.user;
-  handleSubmit(form, async () => {
-    filters = readFilters();
-    pages = [null];
-    message.replaceChildren();
-    await load({ focusResults: true });
+  pagedList({
+    elements: {
+      form: $("#users-filter"),
+      results,
+      pager: $("#users-pager"),
+      older: $("#users-older"),
+      newer: $("#users-newer"),
+      pageStatus: $("#users-page-status"),
+    },
+    path: "/admin/users",
+    readFilters,
+    what: "user accounts",
+    render: (users) =>
+      resultsTable({
+        caption: "User accounts, newest first",
+        columns: ["Username", "Name", "Role", "Status", "Two-factor", "Created", "Sign-in lock"],
+        items: users,
+        row,
+      }),
+    empty: "No accounts match these filters.",
+    status: (count) => `${count} accounts.`,
+    onSubmit: () => message.replaceChildren(),
   });
-  form.addEventListener("reset", () => {
-    window.setTimeout(() => {
-      filters = readFilters();
-      pages = [null];
-      load();
-    }, 0);
-  });
-  older.addEventListener("click", () => {
-    if (nextBeforeId === null) return;
-    pages.push(nextBeforeId);
-    load({ focusResults: true });
-  });
-  newer.addEventListener("click", () => {
-    if (pages.length > 1) pages.pop();
-    load({ focusResults: true });
-  });
-  filters = readFilters();
-  load();
 }

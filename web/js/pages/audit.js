@@ -1,21 +1,8 @@
 // /admin/audit.html: filter form, results table, and Newer / Older paging by before_id.
 
-import { get } from "../api.js";
-import { $, h, replaceChildren, focusElement, timeElement } from "../dom.js";
-import { handleSubmit, serializeForm } from "../forms.js";
-import { initPortal, withLoading } from "../portal.js";
-
-const form = $("#audit-filter");
-const results = $("#audit-results");
-const pager = $("#audit-pager");
-const older = $("#audit-older");
-const newer = $("#audit-newer");
-const pageStatus = $("#audit-page-status");
-
-let filters = {};
-// before_id of each page shown so far; [null] is the newest page.
-let pages = [null];
-let nextBeforeId = null;
+import { $, h, timeElement } from "../dom.js";
+import { pagedList, resultsTable } from "../paging.js";
+import { initPortal } from "../portal.js";
 
 /** datetime-local (viewer's zone) -> ISO 8601 UTC. */
 function toIso(local) {
@@ -47,53 +34,7 @@ function row(entry) {
   );
 }
 
-function table(rows) {
-  return h(
-    "div",
-    { class: "table-wrap table-wrap--wide", role: "region", "aria-labelledby": "results-heading", tabindex: "0" },
-    h(
-      "table",
-      {},
-      h("caption", { class: "visually-hidden", text: "Audit log entries, newest first" }),
-      h(
-        "thead",
-        {},
-        h(
-          "tr",
-          {},
-          ["Time", "Actor", "Patient", "Action", "Resource", "Outcome", "Request ID", "IP address"].map((label) =>
-            h("th", { scope: "col", text: label }),
-          ),
-        ),
-      ),
-      h("tbody", {}, rows.map(row)),
-    ),
-  );
-}
-
-async function load({ focusResults = false } = {}) {
-  const beforeId = pages[pages.length - 1];
-  let reply;
-  try {
-    reply = await withLoading(results, "audit entries", () =>
-      get("/admin/audit", { query: { ...filters, before_id: beforeId ?? undefined } }),
-    );
-  } catch {
-    pager.hidden = true;
-    return;
-  }
-  const rows = Array.isArray(reply && reply.rows) ? reply.rows : [];
-  nextBeforeId = reply ? reply.next_before_id ?? null : null;
-  replaceChildren(results, rows.length ? table(rows) : h("p", { text: "No entries match these filters." }));
-  pager.hidden = !rows.length && pages.length === 1;
-  older.disabled = nextBeforeId === null;
-  newer.disabled = pages.length === 1;
-  pageStatus.textContent = rows.length ? `Page ${pages.length}, ${rows.length} entries.` : "";
-  if (focusResults) focusElement($("#results-heading"));
-}
-
-function readFilters() {
-  const data = serializeForm(form);
+function readFilters(data) {
   return {
     actor: data.actor || undefined,
     patient_id: data.patient_id || undefined,
@@ -107,27 +48,26 @@ function readFilters() {
 
 const session = await initPortal({ roles: ["admin"] });
 if (session) {
-  handleSubmit(form, async () => {
-    filters = readFilters();
-    pages = [null];
-    await load({ focusResults: true });
+  pagedList({
+    elements: {
+      form: $("#audit-filter"),
+      results: $("#audit-results"),
+      pager: $("#audit-pager"),
+      older: $("#audit-older"),
+      newer: $("#audit-newer"),
+      pageStatus: $("#audit-page-status"),
+    },
+    path: "/admin/audit",
+    readFilters,
+    what: "audit entries",
+    render: (entries) =>
+      resultsTable({
+        caption: "Audit log entries, newest first",
+        columns: ["Time", "Actor", "Patient", "Action", "Resource", "Outcome", "Request ID", "IP address"],
+        items: entries,
+        row,
+      }),
+    empty: "No entries match these filters.",
+    status: (count) => `${count} entries.`,
   });
-  form.addEventListener("reset", () => {
-    window.setTimeout(() => {
-      filters = readFilters();
-      pages = [null];
-      load();
-    }, 0);
-  });
-  older.addEventListener("click", () => {
-    if (nextBeforeId === null) return;
-    pages.push(nextBeforeId);
-    load({ focusResults: true });
-  });
-  newer.addEventListener("click", () => {
-    if (pages.length > 1) pages.pop();
-    load({ focusResults: true });
-  });
-  filters = readFilters();
-  load();
 }
