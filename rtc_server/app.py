@@ -86,6 +86,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = None) -> Starlette:
             sealer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sealer
+            await app.state.mailer.aclose()
             await app.state.broker.close()
             await engine.dispose()
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from rtc_server import audit
 from rtc_server.fhir import mapping
 from rtc_server.fhir import resources as r
 from rtc_server.fhir.bundle import (
@@ -61,6 +62,8 @@ class ImportSummary:
     created: Counter[str] = field(default_factory=Counter)
     updated: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
+    #: Patients whose record this import created or changed (for the audit log).
+    patient_ids: set[int] = field(default_factory=set)
 
     def lines(self) -> list[str]:
         order = {rtype: i for i, rtype in enumerate(r.STORED)}
@@ -73,8 +76,11 @@ class ImportSummary:
 
 async def import_bundle(
     session: AsyncSession, bundle: object, *, source: str = "<bundle>",
+    actor_id: int | None = None,
 ) -> ImportSummary:
-    """Validate, then upsert every stored resource of ``bundle`` (decoded JSON).
+    """Validate, then upsert every stored resource of ``bundle`` (decoded JSON),
+    writing one ``records.import`` audit row per patient whose record it touched
+    (``actor_id`` None means the command line).
 
     Raises BundleError (nothing written) for a malformed bundle or a reference
     to nothing. Flushes but does not commit.
@@ -100,6 +106,11 @@ async def import_bundle(
             "clashes with records already on file (for example a slot already taken)",
             field="entry",
         ) from exc
+    summary.patient_ids = writer.patient_ids()
+    for patient_id in sorted(summary.patient_ids):
+        await audit.record(session, action="records.import", actor_id=actor_id,
+                           actor_role=None if actor_id else "system", patient_id=patient_id,
+                           resource="fhir-bundle")
     return summary
 
 
@@ -257,6 +268,15 @@ class _Writer:
         if row is None or row.id is None:
             return None
         return target.resource_type, row.id
+
+    def patient_ids(self) -> set[int]:
+        ids = set()
+        for row in self.rows.values():
+            if isinstance(row, models.Patient) and row.id is not None:
+                ids.add(row.id)
+            elif getattr(row, "patient_id", None) is not None:
+                ids.add(row.patient_id)
+        return ids
 
     async def run(self) -> None:
         for rtype in r.STORED:

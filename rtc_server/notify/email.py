@@ -7,12 +7,15 @@ its contents, since emailed links carry tokens.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -21,6 +24,10 @@ import anyio.to_thread
 from rtc_server.config import Settings
 
 log = logging.getLogger("rtc_server.mail")
+
+
+#: How long shutdown waits for mail still being sent.
+SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 class MailError(Exception):
@@ -41,9 +48,28 @@ def build_message(sender: str, to: str, subject: str, text: str, html: str | Non
 
 
 class Mailer:
+    """The SMTP (or outbox) transport, built in the app's lifespan.
+
+    It also owns mail sends started outside a request (``spawn``), so they are
+    finished, not dropped, when the app shuts down (``aclose``).
+    """
+
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._url = settings.smtp_url
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def spawn(self, send: Coroutine[Any, Any, None]) -> None:
+        """Run a send in its own task (asyncio keeps only weak references: we hold it)."""
+        task = asyncio.get_running_loop().create_task(send)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def aclose(self) -> None:
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=SHUTDOWN_GRACE_SECONDS)
+        for task in self._pending:
+            task.cancel()
 
     async def send(self, to: str, subject: str, text: str, html: str | None = None) -> None:
         msg = build_message(self._settings.mail_from, to, subject, text, html)

@@ -18,7 +18,6 @@ and when.
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
 from collections.abc import Sequence
@@ -61,18 +60,12 @@ def with_mail(response: Response, request: Request, mails: Sequence[Mail]) -> Re
     return response
 
 
-#: Strong references to fire-and-forget mail tasks (asyncio keeps only weak ones).
-_pending: set[asyncio.Task[None]] = set()
-
-
 def send_in_background(mailer: Any, mails: Sequence[Mail]) -> None:
     """Send ``mails`` from a task of their own, for a caller that is about to
-    raise (so it has no response to attach them to) and must not wait for SMTP."""
-    if not mails:
-        return
-    task = asyncio.get_running_loop().create_task(deliver(mailer, list(mails)))
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
+    raise (so it has no response to attach them to) and must not wait for SMTP.
+    The mailer keeps the task and finishes it at shutdown."""
+    if mails:
+        mailer.spawn(deliver(mailer, list(mails)))
 
 
 def link(base_url: str, page: str, token: str) -> str:

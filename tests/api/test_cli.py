@@ -90,3 +90,19 @@ def test_import_fhir_command_rejects_malformed_bundle_and_changes_nothing(tmp_pa
     notjson.write_text("{nope")
     r = run_cli(tmp_path, "import-fhir", str(notjson))
     assert r.returncode == 1 and "JSON" in r.stderr
+
+
+def test_import_writes_an_audit_row_per_patient_without_health_data(tmp_path: Path) -> None:
+    bundle = sample("Fannie_Waelchi")
+    assert run_cli(tmp_path, "import-fhir", str(bundle)).returncode == 0
+    con = sqlite3.connect(tmp_path / "data" / "rtc_server.db")
+    rows = con.execute(
+        "SELECT action, actor_id, actor_role, patient_id, resource FROM audit_event "
+        "WHERE action = 'records.import'"
+    ).fetchall()
+    (family,) = con.execute("SELECT family_name FROM patient").fetchone()
+    con.close()
+    assert rows == [("records.import", None, "system", 1, "fhir-bundle")]
+    assert all(family not in str(r) for r in rows)
+    verify = run_cli(tmp_path, "audit", "verify")
+    assert verify.returncode == 0 and "intact" in verify.stdout
