@@ -22,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 
 from rtc_server import audit, health
 from rtc_server.auth.password_policy import load_common_passwords
+from rtc_server.auth.ws_auth import SocketLimits
 from rtc_server.broker import create_broker
 from rtc_server.config import Settings
 from rtc_server.db import create_engine, make_session_factory
@@ -79,6 +80,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = None) -> Starlette:
         app.state.broker = create_broker(settings)
         await app.state.broker.start()
         app.state.mailer = Mailer(settings)
+        app.state.sockets = SocketLimits(settings.ws_max_per_user, settings.ws_max_total)
         sealer = asyncio.create_task(_seal_forever(app), name="audit-sealer")
         try:
             yield

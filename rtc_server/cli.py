@@ -21,17 +21,24 @@ WS_MAX_BYTES = 64 * 1024
 
 
 class _StripQuery(logging.Filter):
-    """Access logs keep the path but drop the query string: links carry tokens."""
+    """Access and WebSocket handshake logs keep the path but drop the query
+    string: links carry tokens."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+        if not isinstance(args, tuple):
+            return True
+        if record.name == "uvicorn.access" and len(args) >= 3 and isinstance(args[2], str):
             record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        elif "WebSocket %s" in str(record.msg) and len(args) >= 2 and isinstance(args[1], str):
+            record.args = (args[0], args[1].split("?", 1)[0], *args[2:])
         return True
 
 
 def install_log_filters() -> None:
-    logging.getLogger("uvicorn.access").addFilter(_StripQuery())
+    strip = _StripQuery()
+    logging.getLogger("uvicorn.access").addFilter(strip)
+    logging.getLogger("uvicorn.error").addFilter(strip)
 
 
 def _setup_logging(level: str) -> None:

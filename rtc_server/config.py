@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     clinic_timezone: str = "America/New_York"
     session_idle_seconds: int = Field(default=30 * 60, ge=60)
     session_absolute_seconds: int = Field(default=12 * 3600, ge=300)
+    ws_max_per_user: int = Field(default=10, ge=1)
+    ws_max_total: int = Field(default=20_000, ge=1)
     auto_migrate: bool = True
     log_level: str = "INFO"
 

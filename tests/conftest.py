@@ -40,7 +40,7 @@ from rtc_server.cli import WS_MAX_BYTES, install_log_filters
 from rtc_server.config import Settings
 from rtc_server.db import create_engine
 from rtc_server.migrate import upgrade
-from tests.harness import IN_CI, SAMPLES, csrf_client, make_settings, need  # noqa: F401
+from tests.harness import IN_CI, SAMPLES, csrf_client, find_leaks, make_settings, need  # noqa: F401
 
 PG_URL = os.environ.get("RTC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("RTC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -76,7 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    leaks = sorted({s for s in _SECRETS if len(s) >= 6 for line in _KEEPER.lines if s in line})
+    leaks = find_leaks(_KEEPER.lines, _SECRETS)
     if leaks:
         print(f"\nLOG GUARD: {len(leaks)} secret(s) appeared in log lines during the suite")
         session.exitstatus = 1
@@ -258,7 +258,8 @@ class LiveServer:
         self.url = settings.base_url
         self.app = create_app(settings)
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", ws="websockets-sansio",
+            self.app, host="127.0.0.1", port=self.port, log_level="info", log_config=None,
+            ws="websockets-sansio",
             ws_max_size=WS_MAX_BYTES,
             lifespan="on",
         )

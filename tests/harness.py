@@ -35,6 +35,11 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "fhir-samples"
 
 
+def find_leaks(lines: list[str], secrets: set[str]) -> list[str]:
+    """Secrets (6+ characters, so short ids don't false-alarm) found in any log line."""
+    return sorted({s for s in secrets if len(s) >= 6 for line in lines if s in line})
+
+
 def need(what: str, reason: str) -> None:
     """Skip outside CI, fail inside it: CI must run every test."""
     if IN_CI:

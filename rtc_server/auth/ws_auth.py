@@ -13,6 +13,10 @@ it must close when the user logs out anywhere (any instance).
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+
 from starlette.websockets import WebSocket
 
 from rtc_server.auth.current import Actor, actor_from
@@ -22,7 +26,9 @@ from rtc_server.context import db, meta, settings
 
 #: Close codes (docs/protocol.md).
 CLOSE_POLICY = 1008
+CLOSE_UNSUPPORTED = 1003
 CLOSE_TOO_BIG = 1009
+CLOSE_TRY_LATER = 1013
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 
@@ -32,6 +38,47 @@ def origin_allowed(ws: WebSocket) -> bool:
     if origin is None:
         return True  # not a browser: no ambient-cookie risk; the session check still applies
     return origin.rstrip("/") in settings(ws).origins
+
+
+class SocketLimits:
+    """Open sockets per user and in all on this instance, so one account (or a
+    flood of tabs) cannot exhaust file descriptors, tasks and subscriptions.
+    Built in the lifespan and kept on ``app.state.sockets``."""
+
+    def __init__(self, per_user: int, total: int) -> None:
+        self.per_user = per_user
+        self.total = total
+        self.open: Counter[int] = Counter()
+
+    def acquire(self, user_id: int) -> bool:
+        if self.open[user_id] >= self.per_user or sum(self.open.values()) >= self.total:
+            return False
+        self.open[user_id] += 1
+        return True
+
+    def release(self, user_id: int) -> None:
+        self.open[user_id] -= 1
+        if self.open[user_id] <= 0:
+            del self.open[user_id]
+
+
+@contextlib.asynccontextmanager
+async def admitted(ws: WebSocket) -> AsyncIterator[Actor | None]:
+    """Authenticate and take a socket slot; yields None after refusing the
+    handshake (the endpoint just returns). The slot is freed on exit."""
+    actor = await authenticate_websocket(ws)
+    if actor is None:
+        yield None
+        return
+    limits: SocketLimits = ws.app.state.sockets
+    if not limits.acquire(actor.user_id):
+        await ws.close(code=CLOSE_TRY_LATER)
+        yield None
+        return
+    try:
+        yield actor
+    finally:
+        limits.release(actor.user_id)
 
 
 async def authenticate_websocket(ws: WebSocket) -> Actor | None:

@@ -7,11 +7,11 @@ broker, is the record; clients catch up from the database on reconnect.
 
 from __future__ import annotations
 
-from rtc_server.broker.base import Broker, Event, Subscription
+from rtc_server.broker.base import Broker, BrokerUnavailable, Event, Subscription
 from rtc_server.broker.memory import MemoryBroker
 from rtc_server.config import Settings
 
-__all__ = ["Broker", "Event", "MemoryBroker", "Subscription", "create_broker"]
+__all__ = ["Broker", "BrokerUnavailable", "Event", "MemoryBroker", "Subscription", "create_broker"]
 
 
 def create_broker(settings: Settings) -> Broker:

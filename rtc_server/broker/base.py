@@ -8,6 +8,10 @@ from typing import Any, Protocol
 
 Event = dict[str, Any]
 
+
+class BrokerUnavailable(Exception):
+    """The broker (Redis) could not be reached; state in the database stands."""
+
 #: Events buffered per subscription before the slowest consumer starts losing them.
 QUEUE_LIMIT = 1000
 

@@ -19,13 +19,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from rtc_server.broker.base import Event, Subscription
+from rtc_server.broker.base import BrokerUnavailable, Event, Subscription
 
 log = logging.getLogger("rtc_server.broker")
-
-
-class BrokerUnavailable(Exception):
-    """Redis could not be reached; the caller's state in the database stands."""
 
 
 class RedisBroker:
@@ -81,6 +77,13 @@ class RedisBroker:
                 try:
                     await self._pubsub.subscribe(*new)
                 except RedisError as exc:
+                    # Undo, or the channel would look subscribed forever and the
+                    # next subscriber would never send SUBSCRIBE.
+                    for ch in new:
+                        self._subs[ch].discard(sub)
+                        sub.channels.discard(ch)
+                        if not self._subs[ch]:
+                            del self._subs[ch]
                     raise BrokerUnavailable(f"subscribe failed: {type(exc).__name__}") from exc
 
     async def _remove(self, sub: Subscription) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import time
 from typing import Annotated, Literal
 
@@ -24,10 +25,13 @@ from starlette.websockets import WebSocket
 from rtc_server.auth.ws_auth import (
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
+    CLOSE_TRY_LATER,
     CLOSE_UNAUTHENTICATED,
-    authenticate_websocket,
+    CLOSE_UNSUPPORTED,
+    admitted,
     still_signed_in,
 )
+from rtc_server.broker.base import BrokerUnavailable
 from rtc_server.context import broker
 
 log = logging.getLogger("rtc_server.live")
@@ -52,11 +56,18 @@ def user_channel(user_id: int) -> str:
 
 
 async def events(ws: WebSocket) -> None:
-    actor = await authenticate_websocket(ws)
-    if actor is None:
-        return
+    async with admitted(ws) as actor:
+        if actor is not None:
+            await _serve(ws, actor.user_id)
+
+
+async def _serve(ws: WebSocket, user_id: int) -> None:
     await ws.accept()
-    sub = await broker(ws).subscribe([user_channel(actor.user_id)])
+    try:
+        sub = await broker(ws).subscribe([user_channel(user_id)])
+    except BrokerUnavailable:
+        await ws.close(code=CLOSE_TRY_LATER)
+        return
     tasks = [
         asyncio.create_task(_forward(ws, sub)),
         asyncio.create_task(_watch_session(ws)),
@@ -81,7 +92,8 @@ async def _forward(ws: WebSocket, sub: object) -> None:
 
 async def _watch_session(ws: WebSocket) -> None:
     while True:
-        await asyncio.sleep(SESSION_RECHECK_SECONDS)
+        # Jitter, so sockets opened together do not all query at once.
+        await asyncio.sleep(SESSION_RECHECK_SECONDS * random.uniform(0.8, 1.2))
         if not await still_signed_in(ws):
             await ws.send_text('{"type":"session_ended"}')
             await ws.close(code=CLOSE_UNAUTHENTICATED)
@@ -104,14 +116,12 @@ async def _read(ws: WebSocket) -> None:
         tokens -= 1
         text = message.get("text")
         if text is None:
-            reply: dict[str, object] = {
-                "type": "error", "code": "bad_frame", "message": "Send JSON text frames."}
-        elif len(text.encode()) > MAX_FRAME_BYTES:
+            await ws.close(code=CLOSE_UNSUPPORTED, reason="JSON text frames only")
+            return
+        if len(text.encode()) > MAX_FRAME_BYTES:
             await ws.close(code=CLOSE_TOO_BIG)
             return
-        else:
-            reply = _reply(text)
-        await ws.send_text(json.dumps(reply, separators=(",", ":")))
+        await ws.send_text(json.dumps(_reply(text), separators=(",", ":")))
 
 
 def _reply(text: str) -> dict[str, object]:
@@ -120,8 +130,18 @@ def _reply(text: str) -> dict[str, object]:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "frame"
-        return {"type": "error", "code": "bad_frame", "message": f"{field}: {err['msg']}"}
+        return {"type": "error", "code": "bad_frame", "message": f"{field}: {err['msg']}",
+                "ref": _ref_of(text)}
     return {"type": "pong", "ref": frame.ref}
+
+
+def _ref_of(text: str) -> str | None:
+    """The client's ``ref`` from a frame that failed validation, if it has one."""
+    try:
+        ref = json.loads(text).get("ref")
+    except (ValueError, AttributeError):
+        return None
+    return ref if isinstance(ref, str) and len(ref) <= 64 else None
 
 
 routes = [WebSocketRoute("/ws/v1/events", events)]

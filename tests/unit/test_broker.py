@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
+
 from rtc_server.broker.memory import MemoryBroker
 from rtc_server.broker.redis import RedisBroker
 
@@ -51,3 +53,34 @@ async def test_slow_subscriber_drops_oldest_not_memory() -> None:
         await broker.publish("c", {"i": i})
     assert sub.dropped == 500
     assert (await sub.get())[1] == {"i": 500}
+
+
+async def test_failed_redis_subscribe_does_not_poison_the_channel(redis_url: str) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from rtc_server.broker.redis import BrokerUnavailable
+
+    broker = RedisBroker(redis_url)
+    await broker.start()
+    ch = f"test:{uuid.uuid4().hex}"
+    real = broker._pubsub.subscribe
+    calls = 0
+
+    async def failing_once(*channels: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RedisConnectionError("link down")
+        await real(*channels)
+
+    broker._pubsub.subscribe = failing_once
+    try:
+        with pytest.raises(BrokerUnavailable):
+            await broker.subscribe([ch])
+        sub = await broker.subscribe([ch])
+        assert calls == 2, "the second subscriber must send SUBSCRIBE again"
+        await asyncio.sleep(0.05)
+        await broker.publish(ch, {"ok": True})
+        assert await asyncio.wait_for(sub.get(), 5) == (ch, {"ok": True})
+    finally:
+        await broker.close()

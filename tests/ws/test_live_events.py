@@ -98,10 +98,11 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(server, sec
     client, cookie, _ = await sign_in(server, secrets_seen)
     async with connect(ws_url(server), origin=server.url,
                        additional_headers={"Cookie": f"rtc_session={cookie}"}) as ws:
-        for bad in ("not json", json.dumps({"type": "shout"}), b"\x00\x01"):
+        for bad in ("not json", json.dumps({"type": "shout", "ref": "r9"})):
             await ws.send(bad)
             reply = json.loads(await ws.recv())
             assert reply["type"] == "error" and reply["code"] == "bad_frame"
+        assert reply["ref"] == "r9"
         await ws.send(json.dumps({"type": "ping"}))
         assert json.loads(await ws.recv())["type"] == "pong"
         await ws.send(json.dumps({"type": "ping", "ref": "x" * 5000}))
@@ -123,4 +124,47 @@ async def test_socket_closes_with_4401_when_the_user_logs_out(
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)
         assert closed.value.rcvd.code == 4401
+    await client.aclose()
+
+
+async def test_binary_frames_close_the_socket_with_1003(server, secrets_seen) -> None:
+    client, cookie, _ = await sign_in(server, secrets_seen)
+    async with connect(ws_url(server), origin=server.url,
+                       additional_headers={"Cookie": f"rtc_session={cookie}"}) as ws:
+        await ws.send(b"\x00\x01")
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert closed.value.rcvd.code == 1003
+    await client.aclose()
+
+
+async def test_one_user_cannot_hold_more_than_the_socket_limit(server, secrets_seen) -> None:
+    client, cookie, _ = await sign_in(server, secrets_seen)
+    limit = server.settings.ws_max_per_user
+    headers = {"Cookie": f"rtc_session={cookie}"}
+    open_sockets = [await connect(ws_url(server), origin=server.url, additional_headers=headers)
+                    for _ in range(limit)]
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(ws_url(server), origin=server.url, additional_headers=headers):
+            pass
+    assert refused.value.response.status_code == 403
+    await open_sockets.pop().close()
+    await asyncio.sleep(0.2)
+    async with connect(ws_url(server), origin=server.url, additional_headers=headers) as ws:
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await ws.recv())["type"] == "pong"
+    for sock in open_sockets:
+        await sock.close()
+    await client.aclose()
+
+
+async def test_handshake_query_strings_stay_out_of_the_log(server, secrets_seen, log_lines) -> None:
+    client, cookie, _ = await sign_in(server, secrets_seen)
+    marker = "sekrit-query-value-123"
+    secrets_seen.add(marker)
+    async with connect(ws_url(server) + f"?token={marker}", origin=server.url,
+                       additional_headers={"Cookie": f"rtc_session={cookie}"}) as ws:
+        await ws.send(json.dumps({"type": "ping"}))
+        await ws.recv()
+    assert not [line for line in log_lines if marker in line]
     await client.aclose()
