@@ -11,7 +11,7 @@ from rtc_server.admin import service
 from rtc_server.admin.service import AuditPage, AuditQuery, RoleChange, UserPage, UserQuery, UserRow
 from rtc_server.api import api_route, json_response, path_int, read_body, read_query
 from rtc_server.auth.current import require_actor
-from rtc_server.context import db, settings
+from rtc_server.context import db, mailer, settings
 
 
 async def audit_search(request: Request) -> Response:
@@ -31,13 +31,18 @@ async def list_users(request: Request) -> Response:
 
 
 async def change_role(request: Request) -> Response:
-    """Give an account another role (never your own)."""
+    """Give an account another role (never your own; to or from admin needs
+    the current password)."""
     actor = await require_actor(request)
     user_id = path_int(request)
     body = await read_body(request, RoleChange)
     async with db(request) as session:
         return json_response(
-            await service.change_role(session, actor, user_id=user_id, role=body.role)
+            await service.change_role(
+                session, actor, user_id=user_id, role=body.role,
+                current_password=body.current_password, settings=settings(request),
+                mailer=mailer(request),
+            )
         )
 
 

@@ -8,6 +8,8 @@ Role changes keep the account model consistent: the patient role only for an
 account linked to a patient record, staff roles (provider, staff, admin) only
 for one that is not, and never an admin's own role (so there is always an
 admin who did not just promote themselves, and no one locks themselves out).
+Admin powers change hands only with the acting admin's current password, and
+only while that admin still is one, so there is always at least one admin.
 A staff role needs two-factor: if the account has none, every session ends
 and the next sign-in must enrol.
 """
@@ -15,9 +17,11 @@ and the next sign-in must enrol.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, NoReturn
 
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import update
+from sqlalchemy import Update, exists, update
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,7 +34,8 @@ from rtc_server.auth.models import Role, User, UserStatus
 from rtc_server.auth.sessions import end_user_sessions
 from rtc_server.config import Settings
 from rtc_server.db import as_utc
-from rtc_server.errors import Conflict, InvalidInput, NotFound
+from rtc_server.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from rtc_server.portal.account.service import require_password
 
 MAX_LIMIT = 500
 MAX_USER_LIMIT = 200
@@ -181,6 +186,8 @@ class UserPage(BaseModel):
 
 class RoleChange(BaseModel):
     role: Role
+    #: The acting admin's password, needed when the role changes to or from admin.
+    current_password: str | None = Field(default=None, max_length=1024)
 
 
 def _row(user: User) -> UserRow:
@@ -227,38 +234,122 @@ def _role_problem(user: User, role: Role) -> str | None:
     return None
 
 
-async def change_role(db: AsyncSession, actor: Actor, *, user_id: int, role: Role) -> UserRow:
+async def _refuse(
+    db: AsyncSession, actor: Actor, resource: str, outcome: str, error: DomainError
+) -> NoReturn:
+    """Audit a refused role change (committing it), then raise ``error``."""
+    await _record_user_action(db, actor, "role.change", resource, outcome=outcome)
+    await db.commit()
+    raise error
+
+
+async def _reauthenticate(
+    db: AsyncSession, actor: Actor, password: str | None, *, resource: str, settings: Settings,
+    mailer: Any,
+) -> None:
+    """Admin powers change hands only with the acting admin's current password
+    (422 on ``current_password``; a wrong one counts toward their lockout)."""
+    me = await db.get(User, actor.user_id)
+    if me is None:
+        await _refuse(db, actor, resource, "denied", Forbidden())
+    try:
+        await require_password(db, actor, me, password, settings, mailer)
+    except InvalidInput as exc:
+        await _refuse(db, actor, resource, "denied", exc)
+
+
+def _guarded_update(*, actor_id: int, user_id: int, old: Role, new: Role) -> Update:
+    """The role change as one conditional UPDATE: it applies only while the
+    target still has the role we read, the actor is still an active admin, and
+    (when an admin is demoted) another active admin remains. The checks run
+    inside the statement, under SQLite's writer lock and, on PostgreSQL, after
+    ``_lock_pair`` has serialised overlapping changes, so two admins demoting
+    each other cannot both succeed."""
+    acting, others = aliased(User), aliased(User)
+    stmt = (
+        update(User)
+        .where(col(User.id) == user_id, col(User.role) == old)
+        .where(exists().where(col(acting.id) == actor_id, col(acting.role) == Role.admin,
+                              col(acting.status) == UserStatus.active))
+        .values(role=new)
+    )
+    if old == Role.admin and new != Role.admin:
+        stmt = stmt.where(exists().where(col(others.role) == Role.admin,
+                                         col(others.status) == UserStatus.active,
+                                         col(others.id) != user_id))
+    return stmt
+
+
+async def _lock_pair(db: AsyncSession, *ids: int) -> None:
+    """Lock the actor's and the target's rows, in id order (no deadlock), so the
+    guarded UPDATE's subqueries see the other change committed, not a snapshot
+    from before it. PostgreSQL only: SQLite has one writer at a time already
+    (and SQLAlchemy leaves FOR UPDATE out there)."""
+    await db.exec(
+        select(User.id).where(col(User.id).in_(sorted(set(ids))))
+        .order_by(col(User.id)).with_for_update()
+    )
+
+
+async def _why_not_applied(db: AsyncSession, actor: Actor, user_id: int, old: Role) -> DomainError:
+    """The guarded UPDATE changed nothing: re-read and say which guard held."""
+    me = await db.get(User, actor.user_id, populate_existing=True)
+    if me is None or me.role != Role.admin or me.status != UserStatus.active:
+        return Forbidden()
+    user = await db.get(User, user_id, populate_existing=True)
+    if user is None:
+        return NotFound("No such user.")
+    if user.role != old:
+        return Conflict("The role was changed meanwhile; reload and try again.", code="role_changed")
+    return Conflict("This is the last active admin; make another admin first.", code="last_admin")
+
+
+async def change_role(
+    db: AsyncSession, actor: Actor, *, user_id: int, role: Role, current_password: str | None = None,
+    settings: Settings, mailer: Any,
+) -> UserRow:
     """Give an account another role; audited as ``role.change`` with
-    ``user:<id> <old>-><new>``. Raises Conflict (``cannot_change_own_role``,
-    or ``role_changed`` if another admin changed it meanwhile), NotFound, or
-    InvalidInput on ``role``. Setting the role it already has changes nothing."""
+    ``user:<id> <old>-><new>``, refusals too (outcome ``failure`` or ``denied``).
+
+    A change to or from admin needs the acting admin's ``current_password``.
+    The change is applied only if, at that moment, the actor is still an active
+    admin (else Forbidden), the role is still the one read (else Conflict
+    ``role_changed``) and an active admin remains (else Conflict ``last_admin``),
+    so concurrent changes can never leave the site without an admin. Also
+    raises Conflict ``cannot_change_own_role``, NotFound, or InvalidInput on
+    ``role`` or ``current_password``. Setting the role it already has changes
+    nothing (and is audited as a ``failure``)."""
     await _require_admin(db, actor, "role.change", f"user:{user_id}")
     if user_id == actor.user_id:
-        await _record_user_action(db, actor, "role.change", f"user:{user_id}", outcome="denied")
-        await db.commit()
-        raise Conflict("You cannot change your own role; ask another admin.",
-                       code="cannot_change_own_role")
+        await _refuse(db, actor, f"user:{user_id}", "denied", Conflict(
+            "You cannot change your own role; ask another admin.", code="cannot_change_own_role"))
     user = await db.get(User, user_id)
     if user is None:
-        raise NotFound("No such user.")
+        await _refuse(db, actor, f"user:{user_id}", "failure", NotFound("No such user."))
     old = Role(user.role)
+    resource = f"user:{user_id} {old}->{role}"
     if old == role:
+        await _record_user_action(db, actor, "role.change", resource, outcome="failure")
+        await db.commit()
         return _row(user)
     problem = _role_problem(user, role)
     if problem:
-        raise InvalidInput("role", problem)
-    # Conditional on the role we read, so two admins' changes cannot interleave
-    # and leave an audit row whose "old" is wrong.
+        await _refuse(db, actor, resource, "failure", InvalidInput("role", problem))
+    if Role.admin in (old, role):
+        await _reauthenticate(db, actor, current_password, resource=resource, settings=settings,
+                              mailer=mailer)
+    await _lock_pair(db, actor.user_id, user_id)
     result = await db.exec(  # type: ignore[call-overload]
-        update(User).where(col(User.id) == user_id, col(User.role) == old).values(role=role)
+        _guarded_update(actor_id=actor.user_id, user_id=user_id, old=old, new=role)
     )
     if result.rowcount != 1:
         await db.rollback()
-        raise Conflict("The role was changed meanwhile; reload and try again.", code="role_changed")
+        error = await _why_not_applied(db, actor, user_id, old)
+        await _refuse(db, actor, resource, "denied" if error.status == 403 else "failure", error)
     if mfa.mfa_required_for(role) and not user.mfa_enabled:
         # A session opened without two-factor must not carry the new role's powers.
         await end_user_sessions(db, user_id)
-    await _record_user_action(db, actor, "role.change", f"user:{user_id} {old}->{role}")
+    await _record_user_action(db, actor, "role.change", resource)
     await db.commit()
     await db.refresh(user)
     return _row(user)

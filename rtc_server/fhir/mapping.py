@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from rtc_server.auth.accounts import normalize_email
 from rtc_server.db import as_utc
 from rtc_server.fhir import resources as r
 from rtc_server.fhir.types import (
     CodeableConcept,
+    ContactPoint,
     HumanName,
     first_code,
     first_label,
@@ -73,6 +75,18 @@ def _split_name(name: HumanName) -> tuple[list[str], str]:
     return given, family
 
 
+def _email(points: list[ContactPoint]) -> str | None:
+    """The first email that is one valid address, normalised; else None. It
+    becomes a To header, so a list ("a@x.org, b@y.org") or a line break must
+    never get that far; a bad address loses the address, not the record."""
+    for point in points:
+        if point.system == "email" and point.value:
+            found = normalize_email(point.value)
+            if found is not None:
+                return found
+    return None
+
+
 def _address(addresses: list[r.Address]) -> dict[str, Any]:
     address = pick_address(addresses)
     return {
@@ -112,7 +126,7 @@ def practitioner(res: r.Practitioner, links: Links) -> dict[str, Any]:
         "suffix": " ".join(name.suffix) or None,
         "gender": res.gender,
         "specialty": qualification.label if qualification else None,
-        "email": pick_telecom(res.telecom, "email"),
+        "email": _email(res.telecom),
         "phone": pick_telecom(res.telecom, "phone"),
         "active": res.active is not False,
     }
@@ -133,7 +147,7 @@ def patient(res: r.Patient, links: Links) -> dict[str, Any]:
         "family_norm": normalize_name(family),
         "birth_date": res.birthDate,
         "gender": res.gender,
-        "email": pick_telecom(res.telecom, "email"),
+        "email": _email(res.telecom),
         "phone": pick_telecom(res.telecom, "phone"),
         "deceased_at": res.deceasedDateTime,
         "primary_practitioner_id": _first_id(

@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Coroutine
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -35,10 +36,21 @@ class MailError(Exception):
 
 
 def build_message(sender: str, to: str, subject: str, text: str, html: str | None) -> EmailMessage:
+    """The message for one recipient. Raises MailError (naming neither the
+    address nor the subject) unless ``to`` is exactly one bare address: an
+    address list or a line break must not turn one mail into several, or add
+    headers such as Bcc."""
+    try:
+        recipient = Address(addr_spec=to)
+    except (ValueError, IndexError):  # email.errors defects are ValueErrors too
+        raise MailError("invalid recipient address") from None
     msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = to
-    msg["Subject"] = subject
+    try:
+        msg["From"] = sender
+        msg["To"] = recipient
+        msg["Subject"] = subject
+    except (ValueError, IndexError):
+        raise MailError("invalid header value") from None
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = make_msgid(domain="rtc-server.local")
     msg.set_content(text)

@@ -49,7 +49,7 @@ async def deliver(mailer: Any, mails: Sequence[Mail]) -> None:
     for mail in mails:
         try:
             await mailer.send(mail.to, mail.subject, mail.text, mail.html)
-        except (MailError, OSError) as exc:
+        except (MailError, OSError, ValueError) as exc:
             log.warning("could not send %s mail: %s", mail.kind, type(exc).__name__)
 
 

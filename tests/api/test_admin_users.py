@@ -4,6 +4,9 @@ roles) and lift a sign-in lock."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from sqlmodel import select
 
 from rtc_server.audit import AuditEvent
@@ -67,7 +70,8 @@ async def test_admin_changes_a_role_and_it_is_audited(
     # Signed in mid-enrolment when promoted: that session must end.
     assert (await sign_in(client, "front.desk", secrets_seen))["status"] == "mfa_enroll_required"
 
-    r = await admin.post(f"/api/v1/admin/users/{staff_id}/role", json={"role": "admin"})
+    r = await admin.post(f"/api/v1/admin/users/{staff_id}/role",
+                         json={"role": "admin", "current_password": PASSWORD})
     assert r.status_code == 200
     assert r.json()["role"] == "admin" and r.json()["id"] == staff_id
     assert (await client.get("/api/v1/auth/session")).status_code == 401
@@ -141,7 +145,10 @@ async def test_roles_follow_the_patient_link(make_client, session_factory, secre
     async with session_factory() as s:
         assert (await s.get(User, patient_user)).role == Role.patient
         assert (await s.get(User, staff_user)).role == Role.staff
-    assert await audit_rows(session_factory, "role.change") == []
+    refused = await audit_rows(session_factory, "role.change")
+    assert [(row.outcome, row.resource) for row in refused] == [
+        ("failure", f"user:{patient_user} patient->{role}") for role in ("staff", "provider", "admin")
+    ] + [("failure", f"user:{staff_user} staff->patient")]
 
 
 async def test_admin_unlocks_a_locked_account(
@@ -168,3 +175,110 @@ async def test_admin_unlocks_a_locked_account(
     [row] = await audit_rows(session_factory, "account.unlock")
     assert row.resource == f"user:{user_id}" and row.actor_id == admin_id
     assert (await admin.post("/api/v1/admin/users/999999/unlock")).status_code == 404
+
+
+# --- two admins at once, re-authentication, refusals audited -----------------
+
+BOTH_BACKENDS = pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+
+
+async def admin_count(session_factory) -> int:
+    async with session_factory() as s:
+        return len((await s.exec(select(User).where(User.role == Role.admin))).all())
+
+
+@BOTH_BACKENDS
+async def test_two_admins_demoting_each_other_at_once_leave_one_admin(
+    make_client, session_factory, secrets_seen
+) -> None:
+    first, first_id = await enrolled_staff(make_client, session_factory, secrets_seen,
+                                           username="admin.one")
+    second, second_id = await enrolled_staff(make_client, session_factory, secrets_seen,
+                                             username="admin.two")
+    body = {"role": "staff", "current_password": PASSWORD}
+
+    replies = await asyncio.gather(
+        first.post(f"/api/v1/admin/users/{second_id}/role", json=body),
+        second.post(f"/api/v1/admin/users/{first_id}/role", json=body),
+    )
+
+    statuses = sorted(r.status_code for r in replies)
+    assert statuses[0] == 200 and statuses[1] in (403, 409), [r.text for r in replies]
+    assert await admin_count(session_factory) == 1
+    outcomes = sorted(row.outcome for row in await audit_rows(session_factory, "role.change"))
+    assert outcomes in (["denied", "success"], ["failure", "success"])
+
+
+async def test_the_only_admin_stays_admin(make_client, session_factory, secrets_seen) -> None:
+    # With no other admin there is no one who may demote this one (``last_admin``
+    # guards the UPDATE too, should that ever change).
+    admin, admin_id = await admin_client(make_client, session_factory, secrets_seen)
+    r = await admin.post(f"/api/v1/admin/users/{admin_id}/role",
+                         json={"role": "staff", "current_password": PASSWORD})
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] in ("cannot_change_own_role", "last_admin")
+    assert await admin_count(session_factory) == 1
+
+
+async def test_role_changes_to_or_from_admin_need_the_current_password(
+    make_client, session_factory, secrets_seen, monkeypatch
+) -> None:
+    monkeypatch.setattr(login, "DELAY_STEP_SECONDS", 0.01)
+    admin, admin_id = await admin_client(make_client, session_factory, secrets_seen)
+    staff_id = await make_user(session_factory, "front.desk", Role.staff)
+    url = f"/api/v1/admin/users/{staff_id}/role"
+
+    missing = await admin.post(url, json={"role": "admin"})
+    assert missing.status_code == 422
+    assert missing.json()["error"]["fields"][0]["field"] == "current_password"
+    secrets_seen.add("Wrong-Pass-31")
+    wrong = await admin.post(url, json={"role": "admin", "current_password": "Wrong-Pass-31"})
+    assert wrong.status_code == 422
+    assert wrong.json()["error"]["fields"][0]["field"] == "current_password"
+    async with session_factory() as s:
+        assert (await s.get(User, staff_id)).role == Role.staff
+        # A wrong password counts toward the lockout like a failed log-in.
+        assert (await s.get(User, admin_id)).failed_logins == 1
+    reauth = await audit_rows(session_factory, "account.reauth_failure")
+    assert [row.actor_id for row in reauth] == [admin_id]
+
+    ok = await admin.post(url, json={"role": "admin", "current_password": PASSWORD})
+    assert ok.status_code == 200 and ok.json()["role"] == "admin"
+    back = await admin.post(url, json={"role": "staff"})
+    assert back.status_code == 422
+    assert back.json()["error"]["fields"][0]["field"] == "current_password"
+    back = await admin.post(url, json={"role": "staff", "current_password": PASSWORD})
+    assert back.status_code == 200 and back.json()["role"] == "staff"
+    # Between staff roles no password is asked.
+    provider = await admin.post(url, json={"role": "provider"})
+    assert provider.status_code == 200
+    outcomes = [(row.outcome, row.resource) for row in await audit_rows(session_factory, "role.change")]
+    assert outcomes == [
+        ("denied", f"user:{staff_id} staff->admin"),
+        ("denied", f"user:{staff_id} staff->admin"),
+        ("success", f"user:{staff_id} staff->admin"),
+        ("denied", f"user:{staff_id} admin->staff"),
+        ("success", f"user:{staff_id} admin->staff"),
+        ("success", f"user:{staff_id} staff->provider"),
+    ]
+
+
+async def test_refused_role_changes_are_audited(make_client, session_factory, secrets_seen) -> None:
+    admin, admin_id = await admin_client(make_client, session_factory, secrets_seen)
+    patient_user = await make_user(session_factory, "maria.lopez", Role.patient, with_patient=True)
+    staff_user = await make_user(session_factory, "front.desk", Role.staff)
+
+    assert (await admin.post("/api/v1/admin/users/999999/role",
+                             json={"role": "staff"})).status_code == 404
+    assert (await admin.post(f"/api/v1/admin/users/{patient_user}/role",
+                             json={"role": "provider"})).status_code == 422
+    same = await admin.post(f"/api/v1/admin/users/{staff_user}/role", json={"role": "staff"})
+    assert same.status_code == 200 and same.json()["role"] == "staff"
+
+    rows = await audit_rows(session_factory, "role.change")
+    assert [(row.outcome, row.resource) for row in rows] == [
+        ("failure", "user:999999"),
+        ("failure", f"user:{patient_user} patient->provider"),
+        ("failure", f"user:{staff_user} staff->staff"),
+    ]
+    assert {row.actor_id for row in rows} == {admin_id}

@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import select
 
 from rtc_server.fhir import BundleError, import_bundle
-from rtc_server.records.models import Medication, Patient
+from rtc_server.records.models import Medication, Patient, Practitioner
 
 BASE = "https://fhir.example.org/r4"
 
@@ -79,3 +79,31 @@ async def test_a_subject_that_is_not_a_patient_is_rejected(session_factory: Any)
         with pytest.raises(BundleError) as caught:
             await import_bundle(session, bundle)
     assert (caught.value.index, caught.value.field) == (3, "entry[3].resource.subject")
+
+
+def _patient_entry(pid: str, email: str) -> dict[str, Any]:
+    return {"fullUrl": f"{BASE}/Patient/{pid}", "resource": {
+        "resourceType": "Patient", "id": pid, "birthDate": "1980-02-03",
+        "name": [{"family": "Lopez", "given": ["Maria"]}],
+        "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": pid}],
+        "telecom": [{"system": "phone", "value": "555-0100"}, {"system": "email", "value": email}]}}
+
+
+async def test_imported_email_addresses_are_validated_and_normalised(session_factory: Any) -> None:
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        _patient_entry("list", "a@x.org, b@y.org"),
+        _patient_entry("header", "a@x.org\r\nBcc: e@y.org"),
+        _patient_entry("good", "  Maria.Lopez@Example.ORG "),
+        {"fullUrl": f"{BASE}/Practitioner/dr", "resource": {
+            "resourceType": "Practitioner", "id": "dr", "name": [{"family": "Okafor"}],
+            "telecom": [{"system": "email", "value": "dr@x.org; other@y.org"}]}},
+    ]}
+    async with session_factory() as session:
+        summary = await import_bundle(session, bundle)
+        await session.commit()
+    assert summary.created == {"Patient": 3, "Practitioner": 1}
+    async with session_factory() as session:
+        emails = {p.mrn: p.email for p in (await session.exec(select(Patient))).all()}
+        doctor = (await session.exec(select(Practitioner))).one()
+    assert emails == {"list": None, "header": None, "good": "Maria.Lopez@example.org"}
+    assert doctor.email is None

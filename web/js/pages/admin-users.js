@@ -1,8 +1,10 @@
 // /admin/users.html: find accounts, change a role (Save per row), lift a sign-in lock (Unlock),
 // with Newer / Older paging by before_id. Admins only; the server checks and audits each call.
+// A change to or from admin asks for the admin's own password first (#reauth-dialog).
 
 import { post, ApiError } from "../api.js";
 import { $, h, replaceChildren, focusElement, timeElement, announce } from "../dom.js";
+import { clearErrors, handleSubmit } from "../forms.js";
 import { pagedList, resultsTable } from "../paging.js";
 import { initPortal } from "../portal.js";
 
@@ -15,8 +17,12 @@ const ROLES = [
 
 const results = $("#users-results");
 const message = $("#users-message");
+const reauth = $("#reauth-dialog");
+const reauthForm = $("#reauth-form");
 
 let me = null;
+/** The role change waiting for the password: {user, select, button}. */
+let pending = null;
 
 function roleLabel(value) {
   const found = ROLES.find((r) => r.value === value);
@@ -107,24 +113,86 @@ function replaceRow(user) {
   return fresh;
 }
 
+function needsPassword(from, to) {
+  return from === "admin" || to === "admin";
+}
+
+function roleChanged(user, updated) {
+  const fresh = replaceRow(updated);
+  const text = `${user.username}: role changed from ${roleLabel(user.role)} to ${roleLabel(updated.role)}.`;
+  showMessage("success", text);
+  announce(text);
+  focusElement(fresh.querySelector("select") || fresh.querySelector("td"));
+}
+
+function roleFailed(user, select, button, error) {
+  select.disabled = false;
+  button.disabled = select.value === user.role;
+  showMessage("error", `Could not change the role of ${user.username}: ${error.message}`, errorDetails(error));
+  focusElement(message.firstElementChild);
+}
+
+function askPassword(user, select, button) {
+  pending = { user, select, button };
+  reauthForm.reset();
+  clearErrors(reauthForm);
+  $("#reauth-what").textContent =
+    `Change the role of ${user.username} from ${roleLabel(user.role)} to ${roleLabel(select.value)}. ` +
+    "Changes to or from Admin need your password.";
+  reauth.showModal();
+  $("#reauth-password").focus();
+}
+
+function cancelPassword() {
+  if (reauth.open) reauth.close();
+  if (!pending) return;
+  const { user, select, button } = pending;
+  pending = null;
+  select.disabled = false;
+  button.disabled = select.value === user.role;
+  focusElement(select);
+}
+
 async function saveRole(user, select, button) {
-  const role = select.value;
   button.disabled = true;
   select.disabled = true;
+  if (needsPassword(user.role, select.value)) {
+    askPassword(user, select, button);
+    return;
+  }
   try {
-    const updated = await post(`/admin/users/${encodeURIComponent(user.id)}/role`, { role });
-    const fresh = replaceRow(updated);
-    const text = `${user.username}: role changed from ${roleLabel(user.role)} to ${roleLabel(updated.role)}.`;
-    showMessage("success", text);
-    announce(text);
-    focusElement(fresh.querySelector("select") || fresh.querySelector("td"));
+    roleChanged(user, await post(`/admin/users/${encodeURIComponent(user.id)}/role`, { role: select.value }));
   } catch (error) {
-    select.disabled = false;
-    button.disabled = select.value === user.role;
-    showMessage("error", `Could not change the role of ${user.username}: ${error.message}`, errorDetails(error));
-    focusElement(message.firstElementChild);
+    roleFailed(user, select, button, error);
   }
 }
+
+handleSubmit(reauthForm, async (data) => {
+  if (!pending) return;
+  const { user, select, button } = pending;
+  const body = { role: select.value, current_password: data.current_password };
+  try {
+    const updated = await post(`/admin/users/${encodeURIComponent(user.id)}/role`, body);
+    pending = null;
+    reauth.close();
+    roleChanged(user, updated);
+  } catch (error) {
+    // A missing or wrong password is shown in the dialog; anything else on the page.
+    if (error instanceof ApiError && (error.fields || []).some((f) => f.field === "current_password")) {
+      throw error;
+    }
+    pending = null;
+    reauth.close();
+    roleFailed(user, select, button, error);
+  } finally {
+    reauthForm.elements.namedItem("current_password").value = "";
+  }
+});
+$("#reauth-cancel").addEventListener("click", cancelPassword);
+reauth.addEventListener("cancel", (event) => {
+  event.preventDefault();
+  cancelPassword();
+});
 
 async function unlockUser(user, button) {
   button.disabled = true;

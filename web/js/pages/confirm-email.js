@@ -1,10 +1,35 @@
 // /confirm-email.html?token=…: POST /account/email/confirm {token}.
+//
+// The token leaves the address bar (and history) at once. If the person must
+// log in first, it waits in this tab's sessionStorage, not in the log-in
+// link's `next`, and is removed once the server has answered.
 
 import { post, ApiError } from "../api.js";
-import { $, h, param, replaceChildren, focusElement, notice } from "../dom.js";
+import { $, h, param, forgetParams, replaceChildren, focusElement, notice } from "../dom.js";
 
+const KEY = "rtc.confirm-email.token";
 const status = $("#confirm-status");
-const token = param("token");
+
+function takeToken() {
+  const fromLink = param("token");
+  forgetParams("token");
+  try {
+    if (fromLink) sessionStorage.setItem(KEY, fromLink);
+    return fromLink || sessionStorage.getItem(KEY);
+  } catch {
+    return fromLink; // storage blocked: this visit only
+  }
+}
+
+function forgetToken() {
+  try {
+    sessionStorage.removeItem(KEY);
+  } catch {
+    // storage blocked: nothing was kept
+  }
+}
+
+const token = takeToken();
 
 const MESSAGES = {
   token_expired: "This confirmation link has expired. Change your email address again in Account Settings to get a new one.",
@@ -28,19 +53,20 @@ async function confirm() {
     await post("/account/email/confirm", { token });
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
-      // The link only works for the account owner; keep the token through the login.
-      const next = `/confirm-email.html?token=${encodeURIComponent(token)}`;
+      // The link only works for the account owner: log in, then come back here
+      // (the token stays in this tab's sessionStorage).
       show(
         "info",
         "Log in to confirm your new email address.",
-        h("p", {}, h("a", { class: "button", href: `/login.html?next=${encodeURIComponent(next)}`, text: "Log in" })),
+        h("p", {}, h("a", { class: "button", href: `/login.html?next=${encodeURIComponent("/confirm-email.html")}`, text: "Log in" })),
       );
       return;
     }
+    if (error instanceof ApiError) forgetToken(); // answered; a network failure may retry
     show("error", (error instanceof ApiError && MESSAGES[error.code]) || error.message);
     return;
   }
-  window.history.replaceState(null, "", "/confirm-email.html");
+  forgetToken();
   show(
     "success",
     "Your email address has been confirmed and updated.",
