@@ -16,6 +16,7 @@ answers): a leak fails the run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import logging
@@ -279,10 +280,13 @@ class LiveServer:
         self.thread.join(10)
 
 
-@pytest_asyncio.fixture
-async def live_server(tmp_path: Path, database_url: str, smtp: SmtpSink) -> AsyncIterator[LiveServer]:
+@contextlib.asynccontextmanager
+async def running_server(
+    tmp_path: Path, database_url: str, smtp: SmtpSink, **extra: object
+) -> AsyncIterator[LiveServer]:
+    """A migrated database and uvicorn on a free port (settings overridable)."""
     port = free_port()
-    cfg = make_settings(tmp_path, database_url, smtp, base_url=f"http://127.0.0.1:{port}")
+    cfg = make_settings(tmp_path, database_url, smtp, base_url=f"http://127.0.0.1:{port}", **extra)
     engine = create_engine(cfg)
     try:
         await upgrade(engine)
@@ -294,6 +298,12 @@ async def live_server(tmp_path: Path, database_url: str, smtp: SmtpSink) -> Asyn
         yield server
     finally:
         await asyncio.to_thread(server.stop)
+
+
+@pytest_asyncio.fixture
+async def live_server(tmp_path: Path, database_url: str, smtp: SmtpSink) -> AsyncIterator[LiveServer]:
+    async with running_server(tmp_path, database_url, smtp) as server:
+        yield server
 
 
 CHROMIUM_ARGS = [

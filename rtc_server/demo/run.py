@@ -117,8 +117,9 @@ def _print_banner(settings: Settings, logins: list[DemoLogin], loaded: list[str]
         "",
         "  Records on file without an account, to try Register:",
         *[
-            f"    {p.given} {p.family}, born {p.birth_date}, zip {p.zip or '(none)'}, "
-            f"email {p.email or '(none on file: staff verify)'}"
+            f"    {p.given} {p.family}, born {p.birth_date}, "
+            f"zip {p.zip or '(none on file: enter any; staff verify)'}, "
+            f"email {p.email or '(none on file: enter yours; staff verify as frontdesk)'}"
             for p in free
         ],
         f"  Mail is written to {settings.outbox_dir}/ (set RTC_SMTP_URL to send it).",

@@ -19,31 +19,20 @@ from rtc_server.auth.accounts import create_account
 from rtc_server.auth.models import Role
 from rtc_server.db import create_engine, make_session_factory
 from rtc_server.notify import live
-from tests.conftest import LiveServer, free_port
-from tests.harness import make_settings
+from tests.conftest import LiveServer, running_server
 
 PASSWORD = "Window-Cedar-Lamp-31"
 
 
 @pytest_asyncio.fixture
 async def server(tmp_path, database_url, smtp, redis_url) -> AsyncIterator[LiveServer]:
-    from rtc_server.migrate import upgrade
-
-    port = free_port()
-    cfg = make_settings(tmp_path, database_url, smtp, base_url=f"http://127.0.0.1:{port}",
-                        redis_url=redis_url)
-    engine = create_engine(cfg)
-    await upgrade(engine)
-    async with make_session_factory(engine)() as s:
-        await create_account(s, username="ana.silva", password=PASSWORD, role=Role.patient)
-        await s.commit()
-    await engine.dispose()
-    srv = LiveServer(cfg)
-    await asyncio.to_thread(srv.start)
-    try:
+    async with running_server(tmp_path, database_url, smtp, redis_url=redis_url) as srv:
+        engine = create_engine(srv.settings)
+        async with make_session_factory(engine)() as s:
+            await create_account(s, username="ana.silva", password=PASSWORD, role=Role.patient)
+            await s.commit()
+        await engine.dispose()
         yield srv
-    finally:
-        await asyncio.to_thread(srv.stop)
 
 
 async def sign_in(server: LiveServer, secrets_seen: set[str]) -> tuple[httpx.AsyncClient, str, int]:
