@@ -15,6 +15,7 @@ from pathlib import Path
 from rtc_server import audit
 from rtc_server.auth.accounts import create_account
 from rtc_server.auth.models import Role
+from rtc_server.auth.passwords import hash_secret, normalize_answer
 from rtc_server.config import Settings
 from rtc_server.db import create_engine, make_session_factory
 from rtc_server.demo.clinic import DEMO_PATIENTS, build_demo_bundle
@@ -22,6 +23,8 @@ from rtc_server.fhir.importer import import_bundle
 from rtc_server.migrate import upgrade
 
 PATIENT_PASSWORD = "Riverside-Demo-2026"  # noqa: S105 (published demo login)
+DEMO_QUESTION = "What was the name of your first pet?"
+DEMO_ANSWER = "Biscuit"
 STAFF_PASSWORD = "Clinic-Staff-Demo-26"  # noqa: S105 (published demo login)
 
 
@@ -82,6 +85,10 @@ async def prepare_demo(settings: Settings, today: date | None = None) -> list[De
                     display_name=f"{demo.given} {demo.family}", email=demo.email,
                     patient_id=patient.id,
                 )
+                user.phone, user.address_line = patient.phone, patient.address_line
+                user.city, user.state, user.zip = patient.city, patient.state, patient.zip
+                user.security_question = DEMO_QUESTION
+                user.security_answer_hash = await hash_secret(normalize_answer(DEMO_ANSWER))
                 await audit.record(session, action="account.create", resource=f"user:{user.id}",
                                    patient_id=patient.id)
                 logins.append(DemoLogin(username, PATIENT_PASSWORD, Role.patient,
@@ -111,6 +118,7 @@ def _print_banner(settings: Settings, logins: list[DemoLogin], loaded: list[str]
         "  Demo logins (username / password):",
         *[f"    {x.username:<22} {x.password:<22} {x.who}" for x in logins],
         "",
+        f"  Demo patients' security question: {DEMO_QUESTION} Answer: {DEMO_ANSWER}",
         "  Providers, staff and admins set up two-factor sign-in at first log-in: the page",
         "  shows a secret for any authenticator app (or: python -c \"import pyotp;",
         "  print(pyotp.TOTP('SECRET').now())\").",

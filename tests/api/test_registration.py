@@ -326,6 +326,10 @@ async def test_activation_link_works_once_then_the_patient_logs_in(
     assert login.status_code == 200, login.text
     assert login.json()["status"] == "ok"
     assert login.json()["user"]["patient_id"] == pid
+    # Account Settings start from the contact details on file.
+    account = (await client.get("/api/v1/account")).json()
+    assert account["phone"] == "617-555-0100"
+    assert account["address"]["zip"] == "02139"
 
 
 async def test_pending_account_cannot_log_in(

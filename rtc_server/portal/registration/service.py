@@ -278,6 +278,10 @@ async def register(
         password_hash=password_hash, role=Role.patient, status=UserStatus.pending,
         patient_id=patient_id, display_name=patient.display_name,
         email=None if verify else patient.email,
+        # Contact details start as the clinic has them on file; the patient
+        # can change them in Account Settings.
+        phone=patient.phone, address_line=patient.address_line, city=patient.city,
+        state=patient.state, zip=patient.zip,
         security_question=clean.security_question, security_answer_hash=answer_hash,
         terms_version=TERMS_VERSION, privacy_version=PRIVACY_VERSION, terms_accepted_at=now,
         created_at=now, password_changed_at=now,
