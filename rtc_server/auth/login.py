@@ -377,8 +377,11 @@ async def complete_mfa(
     return LoginResult(LoginStatus.ok, new_token, user, mails)
 
 
-async def sign_out(db: AsyncSession, *, token: str | None, meta: RequestMeta, settings: Settings) -> None:
-    """End the cookie's session on the server (a replayed cookie then fails)."""
+async def sign_out(
+    db: AsyncSession, *, token: str | None, meta: RequestMeta, settings: Settings
+) -> int | None:
+    """End the cookie's session on the server (a replayed cookie then fails);
+    the signed-out user's id, if the session was live."""
     found = await load_session(db, token, settings, touch=False)
     if token:
         await _end_presented(db, token)
@@ -389,6 +392,7 @@ async def sign_out(db: AsyncSession, *, token: str | None, meta: RequestMeta, se
             resource=f"session:{sess.public_id}", request_id=meta.request_id, ip=meta.ip,
         )
     await db.commit()
+    return found[1].id if found is not None else None
 
 
 @dataclass(frozen=True)

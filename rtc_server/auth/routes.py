@@ -14,6 +14,7 @@ from rtc_server.auth import login
 from rtc_server.auth.models import SessionStage, UserPublic
 from rtc_server.auth.sessions import clear_session_cookie, session_cookie_name, set_session_cookie
 from rtc_server.context import db, mailer, meta, settings
+from rtc_server.notify.live import announce_session_change
 from rtc_server.notify.mail import with_mail
 
 
@@ -80,8 +81,10 @@ async def sign_in_mfa(request: Request) -> Response:
 async def sign_out(request: Request) -> Response:
     """End the session on the server and clear the cookie."""
     async with db(request) as session:
-        await login.sign_out(session, token=_cookie(request), meta=meta(request),
-                             settings=settings(request))
+        user_id = await login.sign_out(session, token=_cookie(request), meta=meta(request),
+                                       settings=settings(request))
+    if user_id is not None:
+        await announce_session_change(request, user_id)
     response = Response(status_code=204)
     clear_session_cookie(response, settings(request))
     return response

@@ -19,6 +19,7 @@ import time
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from starlette.requests import HTTPConnection
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -51,8 +52,21 @@ ClientFrame = Annotated[Ping, Field(discriminator="type")]
 _client_frame: TypeAdapter[Ping] = TypeAdapter(ClientFrame)
 
 
+#: An internal event: one of the user's sessions ended, re-check now (not forwarded).
+SESSION_CHECK = "session_check"
+
+
 def user_channel(user_id: int) -> str:
     return f"user:{user_id}"
+
+
+async def announce_session_change(conn: HTTPConnection, user_id: int) -> None:
+    """Tell this user's sockets on every instance to re-check their session now
+    (log-out, "end this session"), instead of at the next periodic check."""
+    try:
+        await broker(conn).publish(user_channel(user_id), {"kind": SESSION_CHECK})
+    except BrokerUnavailable:
+        log.warning("could not announce a session change; sockets will notice on re-check")
 
 
 async def events(ws: WebSocket) -> None:
@@ -87,6 +101,10 @@ async def _serve(ws: WebSocket, user_id: int) -> None:
 async def _forward(ws: WebSocket, sub: object) -> None:
     while True:
         _channel, event = await sub.get()  # type: ignore[attr-defined]
+        if event.get("kind") == SESSION_CHECK:
+            if await _ended(ws):
+                return
+            continue
         await ws.send_text(json.dumps({"type": "event", "event": event}, separators=(",", ":")))
 
 
@@ -94,10 +112,17 @@ async def _watch_session(ws: WebSocket) -> None:
     while True:
         # Jitter, so sockets opened together do not all query at once.
         await asyncio.sleep(SESSION_RECHECK_SECONDS * random.uniform(0.8, 1.2))
-        if not await still_signed_in(ws):
-            await ws.send_text('{"type":"session_ended"}')
-            await ws.close(code=CLOSE_UNAUTHENTICATED)
+        if await _ended(ws):
             return
+
+
+async def _ended(ws: WebSocket) -> bool:
+    """If the socket's session is over, say so and close 4401."""
+    if await still_signed_in(ws):
+        return False
+    await ws.send_text('{"type":"session_ended"}')
+    await ws.close(code=CLOSE_UNAUTHENTICATED)
+    return True
 
 
 async def _read(ws: WebSocket) -> None:

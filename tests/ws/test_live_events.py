@@ -101,10 +101,11 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(server, sec
     await client.aclose()
 
 
-async def test_socket_closes_with_4401_when_the_user_logs_out(
+async def test_socket_closes_with_4401_as_soon_as_the_user_logs_out(
     server, secrets_seen, monkeypatch
 ) -> None:
-    monkeypatch.setattr(live, "SESSION_RECHECK_SECONDS", 0.2)
+    # The periodic re-check is far away: the log-out announcement must close it.
+    monkeypatch.setattr(live, "SESSION_RECHECK_SECONDS", 3600)
     client, cookie, _ = await sign_in(server, secrets_seen)
     async with connect(ws_url(server), origin=server.url,
                        additional_headers={"Cookie": f"rtc_session={cookie}"}) as ws:
@@ -156,4 +157,24 @@ async def test_handshake_query_strings_stay_out_of_the_log(server, secrets_seen,
         await ws.send(json.dumps({"type": "ping"}))
         await ws.recv()
     assert not [line for line in log_lines if marker in line]
+    await client.aclose()
+
+
+async def test_socket_closes_at_the_periodic_check_when_the_session_times_out(
+    server, secrets_seen, monkeypatch
+) -> None:
+    from sqlalchemy import text
+
+    monkeypatch.setattr(live, "SESSION_RECHECK_SECONDS", 0.2)
+    client, cookie, _ = await sign_in(server, secrets_seen)
+    async with connect(ws_url(server), origin=server.url,
+                       additional_headers={"Cookie": f"rtc_session={cookie}"}) as ws:
+        engine = create_engine(server.settings)
+        async with engine.begin() as conn:  # the session idles out (nothing announces it)
+            await conn.execute(text("UPDATE auth_session SET last_seen_at = '2000-01-01 00:00:00'"))
+        await engine.dispose()
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "session_ended"}
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert closed.value.rcvd.code == 4401
     await client.aclose()

@@ -13,6 +13,7 @@ from rtc_server.api import api_route, json_response, no_content, read_body
 from rtc_server.auth.current import require_actor
 from rtc_server.auth.sessions import set_session_cookie
 from rtc_server.context import db, mailer, meta, settings
+from rtc_server.notify.live import announce_session_change
 from rtc_server.notify.mail import with_mail
 from rtc_server.portal.account import email_change, mfa_service, service
 from rtc_server.portal.account.mfa_service import MfaConfirmed, MfaSetupOut
@@ -153,6 +154,7 @@ async def end_session(request: Request) -> Response:
     public_id = str(request.path_params["id"])[:64]
     async with db(request) as session:
         await service.end_own_session(session, actor, public_id)
+    await announce_session_change(request, actor.user_id)
     return no_content()
 
 
