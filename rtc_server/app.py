@@ -73,7 +73,8 @@ def create_app(settings: Settings, *, web_dir: Path | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(load_common_passwords)
-        _ = settings.secret  # create the key file now, not on a request
+        # Read or create the key file now (in a thread), not on a request.
+        await anyio.to_thread.run_sync(lambda: settings.secret)
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)
