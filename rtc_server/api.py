@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,8 +21,10 @@ from rtc_server.errors import InvalidInput, NotFound, PayloadTooLarge
 
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 64 * 1024
-#: Largest id a database column holds (BIGINT); larger path ids cannot exist.
+#: Largest id a database column holds (BIGINT); larger ids cannot exist.
 MAX_ID = 2**63 - 1
+#: A row id in a query or body: positive and storable (a 25-digit number is a 422, not a 500).
+DbId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -26,6 +26,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rtc_server import audit
+from rtc_server.api import MAX_ID, DbId
 from rtc_server.audit import AuditEvent
 from rtc_server.auth import login, mfa, throttle
 from rtc_server.auth.accounts import normalize_username
@@ -43,13 +44,13 @@ MAX_USER_LIMIT = 200
 
 class AuditQuery(BaseModel):
     actor: str | None = Field(default=None, max_length=200, description="Username or user id.")
-    patient_id: int | None = Field(default=None, ge=1)
+    patient_id: DbId | None = None
     action: str | None = Field(default=None, max_length=64, description="Matches as a prefix.")
     outcome: str | None = Field(default=None, max_length=16)
     since: datetime | None = None
     until: datetime | None = None
     limit: int = Field(default=100, ge=1, le=MAX_LIMIT)
-    before_id: int | None = Field(default=None, ge=1)
+    before_id: DbId | None = None
 
     @field_validator("actor", "action", "outcome", mode="before")
     @classmethod
@@ -100,7 +101,7 @@ async def _require_admin(
 
 async def _actor_ids(db: AsyncSession, actor: str) -> list[int]:
     """Users matching a username, or an id (digits may be either)."""
-    ids = [int(actor)] if actor.isdigit() else []
+    ids = [int(actor)] if actor.isdigit() and int(actor) <= MAX_ID else []
     found = (
         await db.exec(select(User.id).where(User.username_norm == normalize_username(actor)))
     ).first()
@@ -158,7 +159,7 @@ class UserQuery(BaseModel):
     role: Role | None = None
     q: str | None = Field(default=None, max_length=64, description="Username prefix.")
     limit: int = Field(default=50, ge=1, le=MAX_USER_LIMIT)
-    before_id: int | None = Field(default=None, ge=1)
+    before_id: DbId | None = None
 
     @field_validator("role", "q", mode="before")
     @classmethod

@@ -49,14 +49,17 @@ class SocketLimits:
         self.per_user = per_user
         self.total = total
         self.open: Counter[int] = Counter()
+        self.count = 0  # kept, not summed: a handshake must not cost O(users)
 
     def acquire(self, user_id: int) -> bool:
-        if self.open[user_id] >= self.per_user or sum(self.open.values()) >= self.total:
+        if self.open[user_id] >= self.per_user or self.count >= self.total:
             return False
         self.open[user_id] += 1
+        self.count += 1
         return True
 
     def release(self, user_id: int) -> None:
+        self.count -= 1
         self.open[user_id] -= 1
         if self.open[user_id] <= 0:
             del self.open[user_id]

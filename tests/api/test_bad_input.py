@@ -56,3 +56,19 @@ async def test_oversized_body_is_refused_with_413(client: httpx.AsyncClient) -> 
                           headers={"Content-Type": "application/json"})
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "too_large"
+
+
+async def test_no_query_parameter_answers_with_a_server_error(
+    app: object, make_client, session_factory, secrets_seen
+) -> None:
+    from tests.harness import enrolled_staff
+
+    admin, _ = await enrolled_staff(make_client, session_factory, secrets_seen)
+    routes = [r for r in app.routes if isinstance(r, ApiRoute) and r.query_model]  # type: ignore[attr-defined]
+    assert routes, "no API route takes query parameters"
+    for route in routes:
+        assert route.query_model is not None
+        for name in route.query_model.model_fields:
+            for value in ("9" * 25, "-1", "\x00", "x" * 5000, "2026-13-45T99:99"):
+                r = await admin.get(route.path, params={name: value})
+                assert r.status_code < 500, (route.path, name, value[:20], r.text[:200])
