@@ -34,7 +34,7 @@ from rtc_server.notify.email import Mailer
 
 log = logging.getLogger("rtc_server")
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_DIR = Path(__file__).resolve().parent / "web"
 
 #: Feature route tables, listed (not discovered). Each module exposes ``routes``.
 FEATURE_ROUTE_MODULES = (
