@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, select
@@ -32,6 +33,8 @@ from rtc_server.fhir.bundle import (
     entry_field,
     load_bundle_file,
     parse_bundle,
+    shown,
+    validation_error,
 )
 from rtc_server.fhir.resolve import (
     IDENTIFIED,
@@ -152,9 +155,12 @@ def _drug(
         )
     code: CodeableConcept | None = None
     if ref.reference and ref.reference.startswith("#"):
-        for contained in res.contained:
+        for i, contained in enumerate(res.contained):
             if contained.get("resourceType") == "Medication" and contained.get("id") == ref.reference[1:]:
-                code = r.Medication.model_validate(contained).code
+                try:
+                    code = r.Medication.model_validate(contained).code
+                except ValidationError as exc:
+                    raise validation_error(entry.index, exc, f"contained[{i}]") from None
     elif ref.reference:
         target = resolver.peek(ref.reference)
         if target is not None and target.index in parsed.medications:
@@ -164,7 +170,7 @@ def _drug(
     if ref.display:
         return None, None, ref.display
     raise BundleError(
-        f"{ref.reference!r} names no Medication in this bundle",
+        f"{shown(ref.reference)} names no Medication in this bundle",
         index=entry.index, field=entry_field(entry.index, "medicationReference"),
     )
 

@@ -196,8 +196,8 @@ def _value(
 ) -> dict[str, Any]:
     if quantity is not None and quantity.value is not None:
         return {"value": quantity.value, "unit": quantity.unit_label}
-    if concept is not None:
-        return {"value": concept.label, "code": concept.first()[1]}
+    if concept is not None:  # "code" is the component's own code: the value's is "value_code"
+        return {"value": concept.label, "value_code": concept.first()[1]}
     return {"value": text}
 
 

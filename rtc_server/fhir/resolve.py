@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rtc_server.fhir.bundle import BundleError, ParsedBundle, ParsedEntry, entry_field
+from rtc_server.fhir.bundle import BundleError, ParsedBundle, ParsedEntry, entry_field, shown
 from rtc_server.fhir.types import Reference
 from rtc_server.records import models
 
@@ -151,7 +151,7 @@ class Resolver:
                 raise BundleError(f"must reference a {' or '.join(types)}", index=index, field=where)
             return
         if fhir_id is None and identifier is None:
-            raise BundleError(f"{text!r} refers to nothing in this bundle", index=index, field=where)
+            raise BundleError(f"{shown(text)} refers to nothing in this bundle", index=index, field=where)
         lookup_types = (kind_type,) if kind_type else types
         lookup_types = tuple(t for t in lookup_types if t in TABLE_FOR)
         if not lookup_types:
@@ -181,7 +181,7 @@ class Resolver:
             parts = parts[: parts.index("_history")]
         if len(parts) >= 2 and parts[-2] and parts[-1]:
             return parts[-2], parts[-1], None
-        raise BundleError(f"{text!r} is not a reference", index=index, field=where)
+        raise BundleError(f"{shown(text)} is not a reference", index=index, field=where)
 
     def _in_bundle(
         self, text: str, rtype: str | None, fhir_id: str | None,
@@ -226,7 +226,7 @@ class Resolver:
             target = self._found(item, found_ids, found_idents)
             if target is None:
                 raise BundleError(
-                    f"{item.reference!r} refers to nothing in this bundle or on file",
+                    f"{shown(item.reference)} refers to nothing in this bundle or on file",
                     index=item.index, field=entry_field(item.index, item.field),
                 )
             self._targets[(item.index, item.field)] = target

@@ -23,6 +23,7 @@ from rtc_server.fhir.types import (
     Extension,
     FhirDate,
     FhirDateTime,
+    FhirId,
     HumanName,
     Identifier,
     Period,
@@ -40,7 +41,7 @@ ENCOUNTER = ("Encounter",)
 
 class Resource(Element):
     resourceType: str
-    id: str | None = None
+    id: FhirId | None = None
 
     def links(self) -> Iterator[Link]:
         return iter(())

@@ -8,7 +8,7 @@ import re
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 _PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?$")
 
@@ -52,6 +52,9 @@ def parse_fhir_date(value: object) -> object:
 
 FhirDateTime = Annotated[datetime, BeforeValidator(parse_fhir_datetime)]
 FhirDate = Annotated[date, BeforeValidator(parse_fhir_date)]
+#: FHIR's ``id`` datatype (``rtc_server.fhir.bundle`` checks entry ids with a
+#: clearer message before the models see them; this covers contained resources).
+FhirId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
 
 
 class Element(BaseModel):

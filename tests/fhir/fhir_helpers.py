@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rtc_server.fhir.resources import STORED
 from rtc_server.records import models
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "fhir-samples"
+#: ``FHIR_SAMPLES_DIR`` overrides it (e.g. to run these tests from a scratch worktree).
+SAMPLES = Path(os.environ.get("FHIR_SAMPLES_DIR")
+               or Path(__file__).resolve().parents[3] / "shared" / "fhir-samples")
 BOTH_BACKENDS = pytest.mark.parametrize(
     "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
