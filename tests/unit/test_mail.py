@@ -1,14 +1,20 @@
 """Outgoing mail goes to exactly one address: a list or a line break in the
-address is refused as a MailError, and a batch carries on past a bad mail."""
+address is refused as a MailError (on every supported Python), and a batch
+carries on past a bad mail. Without an SMTP server, mail lands in the outbox
+folder with a plain-text copy whose links work."""
 
 from __future__ import annotations
 
+import email
+import email.policy
+import stat
 from pathlib import Path
 
 import pytest
 
+from rtc_server.config import Settings
 from rtc_server.notify.email import Mailer, MailError, build_message
-from rtc_server.notify.mail import Mail, compose, deliver
+from rtc_server.notify.mail import Mail, compose, deliver, link
 from tests.harness import make_settings
 
 SENDER = "no-reply@clinic.example.org"
@@ -19,7 +25,18 @@ SENDER = "no-reply@clinic.example.org"
     "a@x.org, b@y.org",
     "Maria <a@x.org>",
     "a@x.org\n",
+    # The standard library fails differently on these from one Python to the next
+    # (IndexError, HeaderParseError, a defect): each must still be a MailError.
     "",
+    "@",
+    "a@",
+    "@x.org",
+    "a@@x.org",
+    "<a@x.org>",
+    ";",
+    "(note)a@x.org",
+    "a@x.org\x00",
+    " a@x.org",
 ])
 def test_a_recipient_that_is_not_one_bare_address_is_refused(to: str) -> None:
     with pytest.raises(MailError) as caught:
@@ -61,3 +78,38 @@ async def test_deliver_sends_the_rest_of_the_batch_after_a_bad_mail(
     assert [k for k in ("injected", "listed", "bad_subject") if any(k in line for line in failed)] == [
         "injected", "listed", "bad_subject"]
     await mailer.aclose()
+
+
+async def test_an_smtp_url_with_an_impossible_port_fails_as_a_mail_error(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, smtp_url="smtp://127.0.0.1:99999", secret_key="k" * 40)
+    with pytest.raises(MailError):
+        await Mailer(settings).send("maria.lopez@example.org", "Clinic: a notice", "Hello")
+
+
+async def test_the_demo_outbox_keeps_a_plain_text_copy_whose_link_works(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", smtp_url=None, secret_key="k" * 40)
+    # A token with characters quoted-printable escapes, long enough to be wrapped.
+    token = "Zx9=" + "a" * 70 + "/+=="
+    url = link("http://127.0.0.1:8000", "activate.html", token)
+    mail = compose("activation", "maria.lopez@example.org", "Clinic: activate your account",
+                   "Riverside Clinic", "Maria", ["Your account is ready."],
+                   action=("Choose your password", url))
+
+    await Mailer(settings).send(mail.to, mail.subject, mail.text, mail.html)
+
+    [eml] = sorted(settings.outbox_dir.glob("*.eml"))
+    copy = eml.with_suffix(".txt")
+    assert sorted(p.name for p in settings.outbox_dir.iterdir()) == sorted([eml.name, copy.name])
+    raw = eml.read_text()
+    assert url not in raw  # the .eml body is quoted-printable: the link is broken up in it
+    text = copy.read_text()
+    assert url in text.splitlines()
+    assert "To: maria.lopez@example.org" in text
+    assert "Subject: Clinic: activate your account" in text
+    # The copy says what the mail says: the decoded plain-text part, word for word.
+    sent = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert text.endswith(sent.get_body(preferencelist=("plain",)).get_content())  # type: ignore[union-attr]
+    # Both carry a live link: readable by the owner only, in a folder only the owner can open.
+    for path in (eml, copy):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(settings.outbox_dir.stat().st_mode) == 0o700
