@@ -1,8 +1,9 @@
 """The application factory: settings in, Starlette app out.
 
-Everything with a lifetime (engine, broker, mailer, background sealer) is
-built in the lifespan and kept on ``app.state``; there are no module globals,
-so tests build as many independent apps as they like.
+Everything with a lifetime (engine, broker, mailer, mail worker, background
+sealer) is built in the lifespan and kept on ``app.state`` (``app.state.deps``
+for handlers and services); there are no module globals, so tests build as
+many independent apps as they like.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 
 import anyio.to_thread
@@ -21,20 +22,25 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from rtc_server import audit, health
+from rtc_server.api import api_fallback
 from rtc_server.auth.password_policy import load_common_passwords
-from rtc_server.auth.ws_auth import SocketLimits
 from rtc_server.broker import create_broker
 from rtc_server.config import Settings
 from rtc_server.db import create_engine, make_session_factory
+from rtc_server.deps import Deps
 from rtc_server.http_errors import exception_handlers
 from rtc_server.middleware.csrf import CsrfMiddleware
+from rtc_server.middleware.errors import UnexpectedErrorMiddleware
 from rtc_server.middleware.request_id import RequestIdMiddleware
 from rtc_server.middleware.security_headers import SecurityHeadersMiddleware
 from rtc_server.notify.email import Mailer
+from rtc_server.notify.events import BROKER_INFO
+from rtc_server.notify.outbox import WAKE_INFO, MailWorker
+from rtc_server.portal.appointments.reminders import ReminderWorker
+from rtc_server.realtime import RealtimeLayer
+from rtc_server.webfiles import WEB_DIR, require_web_dir
 
 log = logging.getLogger("rtc_server")
-
-WEB_DIR = Path(__file__).resolve().parent / "web"
 
 #: Feature route tables, listed (not discovered). Each module exposes ``routes``.
 FEATURE_ROUTE_MODULES = (
@@ -43,6 +49,13 @@ FEATURE_ROUTE_MODULES = (
     "rtc_server.portal.registration.routes",
     "rtc_server.portal.account.routes",
     "rtc_server.admin.routes",
+    "rtc_server.portal.appointments.routes",
+    "rtc_server.console.routes",
+    "rtc_server.pharmacy.routes",
+    "rtc_server.portal.refills.routes",
+    "rtc_server.portal.helpdesk.routes",
+    "rtc_server.console.shell",
+    "rtc_server.console.patients",
     "rtc_server.notify.live",
 )
 
@@ -54,19 +67,19 @@ def _routes() -> list[BaseRoute]:
     table += health.routes
     for name in FEATURE_ROUTE_MODULES:
         table += importlib.import_module(name).routes
+    table.append(api_fallback)  # JSON 404/405 for the rest of /api/, not the static pages'
     return table
 
 
-async def _seal_forever(app: Starlette) -> None:
-    while True:
-        await asyncio.sleep(SEAL_EVERY_SECONDS)
-        try:
-            await audit.seal(
-                app.state.session_factory, app.state.settings.secret,
-                head_file=app.state.settings.audit_head_file,
-            )
-        except Exception:  # keep sealing; a failed round is retried next tick
-            log.exception("audit sealing failed")
+def _seal_forever(app: Starlette) -> Coroutine[None, None, None]:
+    """Give the engine the key that tags audit rows (before any request writes
+    one, hence not async), keep this instance's sealer on ``app.state.audit_sealer``
+    and return its loop for the lifespan to run."""
+    settings = app.state.settings
+    audit.bind_key(app.state.engine, settings.secret)
+    sealer = audit.Sealer(app.state.session_factory, settings.secret, head_file=settings.audit_head_file)
+    app.state.audit_sealer = sealer
+    return sealer.run_forever(SEAL_EVERY_SECONDS)
 
 
 def create_app(settings: Settings, *, web_dir: Path | None = None) -> Starlette:
@@ -77,11 +90,23 @@ def create_app(settings: Settings, *, web_dir: Path | None = None) -> Starlette:
         await anyio.to_thread.run_sync(lambda: settings.secret)
         engine = create_engine(settings)
         app.state.engine = engine
-        app.state.session_factory = make_session_factory(engine)
-        app.state.broker = create_broker(settings)
-        await app.state.broker.start()
-        app.state.mailer = Mailer(settings)
-        app.state.sockets = SocketLimits(settings.ws_max_per_user, settings.ws_max_total)
+        broker = create_broker(settings)
+        await broker.start()
+        mailer = Mailer(settings)
+        mail_worker = MailWorker(mailer, settings)
+        # Sessions publish their events and wake the mail worker after commit.
+        factory = make_session_factory(engine, **{BROKER_INFO: broker, WAKE_INFO: mail_worker.wake})
+        mail_worker.start(factory)
+        app.state.deps = Deps(settings=settings, session_factory=factory, broker=broker,
+                              mailer=mailer, mail_worker=mail_worker)
+        # The single accessors older handlers use (``context.db`` and friends).
+        app.state.session_factory = factory
+        app.state.broker = broker
+        app.state.mailer = mailer
+        app.state.realtime = RealtimeLayer(settings, broker, factory)
+        await app.state.realtime.start()
+        reminders = ReminderWorker(factory, settings)
+        reminders.start()
         sealer = asyncio.create_task(_seal_forever(app), name="audit-sealer")
         try:
             yield
@@ -89,20 +114,24 @@ def create_app(settings: Settings, *, web_dir: Path | None = None) -> Starlette:
             sealer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sealer
-            await app.state.mailer.aclose()
-            await app.state.broker.close()
+            await reminders.aclose()
+            await mail_worker.aclose()
+            await mailer.aclose()
+            await app.state.realtime.close()
+            await broker.close()
             await engine.dispose()
 
     routes = _routes()
-    static = web_dir or WEB_DIR
-    if static.is_dir():
-        routes.append(Mount("/", StaticFiles(directory=static, html=True), name="web"))
+    # Refuses (one line, exit status 1) when the pages are missing, rather than serve 404s.
+    static = require_web_dir(web_dir or WEB_DIR)
+    routes.append(Mount("/", StaticFiles(directory=static, html=True), name="web"))
     app = Starlette(
         routes=routes,
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(SecurityHeadersMiddleware, hsts=settings.secure_cookies),
             Middleware(CsrfMiddleware, origins=settings.origins, secure=settings.secure_cookies),
+            Middleware(UnexpectedErrorMiddleware),  # last: its 500 passes the ones above
         ],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         lifespan=lifespan,

@@ -1,4 +1,4 @@
-"""``rtc-server`` commands: serve, demo, migrate, import-fhir, create-staff, audit verify."""
+"""``rtc-server`` commands: serve, demo, migrate, import-fhir, create-staff, audit verify|seal."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rtc_server.config import ConfigError, Settings, load_settings
+from rtc_server.datadir import restrict_umask
 
 log = logging.getLogger("rtc_server.cli")
 
@@ -66,6 +67,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         asyncio.run(_migrate(settings))
     uvicorn.run(
         create_app(settings), host=host, port=port, ws="websockets-sansio", ws_max_size=WS_MAX_BYTES,
+        ws_per_message_deflate=False,  # ~40 KiB per idle socket otherwise (docs/protocol.md)
         log_level="info",
         proxy_headers=True, forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
         log_config=None,
@@ -132,23 +134,67 @@ async def _create_staff(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _audit_verify(settings: Settings) -> int:
+def _head_arg(text: str) -> object:
+    from rtc_server.audit import Head
+
+    try:
+        return Head.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+async def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    """``audit verify`` only reads. ``audit seal`` verifies first and seals only
+    an intact log (rows waiting too long to be sealed are what it is for)."""
     from rtc_server import audit
     from rtc_server.db import create_engine, make_session_factory
 
+    if not settings.secret_key and not (settings.data_dir / "secret_key").exists():
+        print(f"rtc-server: no secret key: set RTC_SECRET_KEY or RTC_DATA_DIR "
+              f"(there is no {settings.data_dir / 'secret_key'})", file=sys.stderr)
+        return 2
+    heads = list(args.head or [])
     engine = create_engine(settings)
     try:
         factory = make_session_factory(engine)
-        await audit.seal(factory, settings.secret, head_file=settings.audit_head_file)
-        result = await audit.verify(factory, settings.secret, head_file=settings.audit_head_file)
+        result = await audit.verify(factory, settings.secret, head_file=settings.audit_head_file, heads=heads)
+        _print_verify(result)
+        if args.action == "verify":
+            return 0 if result.ok else 1
+        if not result.sealable:
+            print("not sealing: the log must verify first", file=sys.stderr)
+            return 1
+        audit.bind_key(engine, settings.secret)
+        sealer = audit.Sealer(factory, settings.secret, head_file=settings.audit_head_file, heads=heads)
+        sealed = await sealer.run_once()
+        if sealer.problem:
+            print(f"not sealing: {sealer.problem}", file=sys.stderr)
+            return 1
+        after = await audit.verify(factory, settings.secret, head_file=settings.audit_head_file, heads=heads)
+        print(f"sealed {sealed} row(s); head seq={after.head.seq if after.head else 0} "
+              f"digest={after.head.digest if after.head else '-'}")
+        return 0 if after.ok else 1
     finally:
         await engine.dispose()
+
+
+def _print_verify(result: object) -> None:
+    from rtc_server import audit
+
+    assert isinstance(result, audit.VerifyResult)
     if result.ok:
-        print(f"audit log intact: {result.checked} rows verified")
-        return 0
-    where = f"row id {result.bad_row_id}: " if result.bad_row_id is not None else ""
-    print(f"audit log TAMPERED: {where}{result.reason}")
-    return 1
+        head = f"; head seq={result.head.seq} digest={result.head.digest}" if result.head else ""
+        print(f"audit log intact: {result.checked} rows verified{head}")
+    else:
+        verdict = "TAMPERED" if result.tampered else "NOT VERIFIED"
+        first, *rest = audit.summarize(result.problems)
+        print(f"audit log {verdict}: {first}")
+        for line in rest[:50]:
+            print(f"  {line}")
+        if len(rest) > 50:
+            print(f"  … and {len(rest) - 50} more")
+    for note in result.notes:
+        print(f"note: {note}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -167,32 +213,56 @@ def _parser() -> argparse.ArgumentParser:
     cs.add_argument("--name", help="display name")
     cs.add_argument("--email")
     cs.add_argument("--password", help="prefer RTC_NEW_PASSWORD or the prompt")
-    au = sub.add_parser("audit", help="audit log tools")
-    au.add_argument("action", choices=["verify"])
+    au = sub.add_parser(
+        "audit", help="audit log tools: verify (read only), seal (verify, then seal new rows)"
+    )
+    au.add_argument("action", choices=["verify", "seal"])
+    au.add_argument("--head", action="append", type=_head_arg, metavar="SEQ:DIGEST",
+                    help="a head recorded off this host (the log's 'audit chain head seq=… digest=…'); "
+                         "repeatable")
+    tp = sub.add_parser("totp", help="demo only: the current two-factor code of a demo account")
+    tp.add_argument("--username", required=True)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything the server creates (database, mail outbox, audit head, key) is
+    # for its own user only.
+    restrict_umask()
     args = _parser().parse_args(argv)
     try:
         overrides: dict[str, object] = {}
-        if args.command == "demo":
+        if args.command in ("demo", "totp"):
             from rtc_server.demo.run import demo_overrides
 
-            overrides = demo_overrides(args.host, args.port)
+            overrides = demo_overrides(getattr(args, "host", "127.0.0.1"), getattr(args, "port", 8000))
         settings = load_settings(**overrides)
     except ConfigError as exc:
         print(f"rtc-server: configuration error: {exc}", file=sys.stderr)
         return 2
     _setup_logging(settings.log_level)
+    if args.command in ("serve", "demo"):
+        from rtc_server.webfiles import WEB_DIR, require_web_dir
+
+        require_web_dir(WEB_DIR)  # before migrations or demo set-up: one line, exit 1
     if args.command == "serve":
         _serve(settings, args.host, args.port)
         return 0
     if args.command == "demo":
-        from rtc_server.demo.run import prepare_demo
+        from rtc_server.demo.run import prepare_demo, print_when_serving, quiet_demo_logs
 
-        asyncio.run(prepare_demo(settings))
+        quiet_demo_logs()
+        asyncio.run(prepare_demo(settings, show=print_when_serving))
         _serve(settings, args.host, args.port)
+        return 0
+    if args.command == "totp":
+        from rtc_server.demo.totp import TotpRefused, current_code
+
+        try:
+            print(asyncio.run(current_code(settings, args.username)))
+        except TotpRefused as exc:
+            print(f"rtc-server totp: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "migrate":
         asyncio.run(_migrate(settings))
@@ -205,5 +275,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_migrate(settings))
         return asyncio.run(_create_staff(settings, args))
     if args.command == "audit":
-        return asyncio.run(_audit_verify(settings))
+        return asyncio.run(_audit(settings, args))
     return 2

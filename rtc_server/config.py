@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 TERMS_VERSION = "2026-11-01"
@@ -37,6 +38,20 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     clinic_name: str = "Riverside Community Clinic"
     clinic_timezone: str = "America/New_York"
+    #: Shown in every page's header and footer, on the help desk and in "please call" messages.
+    clinic_phone: str | None = None
+    #: Opening hours as the clinic writes them, e.g. "Mon-Fri 8am-6pm".
+    clinic_hours: str | None = None
+    #: Business days a staff check of a registration takes (told to applicants).
+    verification_review_days: int = Field(default=2, ge=1, le=30)
+    #: Patients may cancel or reschedule until this many hours before the visit.
+    appointment_cancel_cutoff_hours: int = Field(default=24, ge=0)
+    #: Reminders go out this many hours before each appointment.
+    appointment_reminder_hours: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [72, 24])
+    #: Open times are offered this many weeks ahead.
+    appointment_booking_weeks: int = Field(default=8, ge=1, le=52)
+    #: Nothing can be booked sooner than this many minutes from now.
+    appointment_min_notice_minutes: int = Field(default=60, ge=0)
     session_idle_seconds: int = Field(default=30 * 60, ge=60)
     session_absolute_seconds: int = Field(default=12 * 3600, ge=300)
     ws_max_per_user: int = Field(default=10, ge=1)
@@ -44,11 +59,40 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     log_level: str = "INFO"
 
+    # Tunables. Tests set the delays near zero, except the tests that assert them.
+    #: Wait after a failed sign-in: this many seconds per recent failure ...
+    login_delay_step_seconds: float = Field(default=0.2, ge=0)
+    #: ... up to this many.
+    login_delay_max_seconds: float = Field(default=2.0, ge=0)
+    #: Sign-in attempts per IP address in 15 minutes before 429.
+    login_ip_limit: int = Field(default=50, ge=1)
+    #: Answers that must not tell what was found take at least this long (auth.timing).
+    response_floor_seconds: float = Field(default=0.4, ge=0)
+    #: How often an open socket re-checks its session (events announce ends at once).
+    ws_recheck_seconds: float = Field(default=15.0, gt=0)
+    #: A request body must arrive within this many seconds (else 408).
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: The mail worker looks for due mail at least this often (it is also woken on commit).
+    mail_poll_seconds: float = Field(default=5.0, gt=0)
+    #: First retry of a failed send after this many seconds, doubling each time ...
+    mail_retry_seconds: float = Field(default=30.0, ge=0)
+    #: ... until this many attempts, then the mail is given up (and its body deleted).
+    mail_max_attempts: int = Field(default=8, ge=1)
+    #: A claimed mail whose sender vanished (a crashed instance) is claimable again after this.
+    mail_claim_seconds: float = Field(default=300.0, gt=0)
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        return value
+
+    @field_validator("appointment_reminder_hours", mode="before")
+    @classmethod
+    def _split_hours(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(h) for h in value.split(",") if h.strip()]
         return value
 
     @field_validator("base_url")
@@ -91,6 +135,20 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis:// URL")
         return value
 
+    @model_validator(mode="after")
+    def _shared_key_for_several_instances(self) -> Settings:
+        # Several instances (Redis, PostgreSQL) must share one key: a key generated
+        # per instance would leave each unable to read the others' two-factor secrets.
+        shared = self.redis_url or (self.database_url or "").startswith("postgresql")
+        if shared and not self.secret_key:
+            raise PydanticCustomError(
+                "secret_key_required",
+                "RTC_SECRET_KEY must be set (the same on every instance) when RTC_REDIS_URL or a "
+                "PostgreSQL RTC_DATABASE_URL is set; generate one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))'",
+            )
+        return self
+
     # Derived values -------------------------------------------------------
 
     @cached_property
@@ -121,7 +179,9 @@ class Settings(BaseSettings):
         path = self.data_dir / "secret_key"
         if path.exists():
             return path.read_text().strip().encode()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        from rtc_server.datadir import ensure_private_dir
+
+        ensure_private_dir(self.data_dir)
         key = secrets.token_urlsafe(48)
         path.touch(mode=0o600)
         path.write_text(key)
@@ -143,5 +203,7 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         err = exc.errors()[0]
-        name = "RTC_" + str(err["loc"][0]).upper() if err["loc"] else "RTC_?"
+        if not err["loc"]:  # a rule across variables: its message names them
+            raise ConfigError(str(err["msg"])) from None
+        name = "RTC_" + str(err["loc"][0]).upper()
         raise ConfigError(f"{name}: {err['msg']}") from None

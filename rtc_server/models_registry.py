@@ -11,6 +11,11 @@ TABLE_MODULES = (
     "rtc_server.records.models",
     "rtc_server.auth.models",
     "rtc_server.audit",
+    "rtc_server.notify.outbox",
+    "rtc_server.portal.appointments.models",
+    "rtc_server.pharmacy.models",
+    "rtc_server.portal.refills.models",
+    "rtc_server.portal.helpdesk.models",
 )
 
 

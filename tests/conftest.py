@@ -3,6 +3,11 @@
 - ``settings``/``app``/``client``: a fresh app on a fresh database (SQLite by
   default; parametrize ``backend`` with ``"postgres"`` for PostgreSQL), with
   migrations applied and a real local SMTP server (aiosmtpd) capturing mail.
+  Each database is a copy of one migrated once per test session (a file copy
+  for SQLite, ``CREATE DATABASE ... TEMPLATE`` for PostgreSQL). Settings are
+  fast (``tests.harness.FAST``: no deliberate delays); a test that asserts a
+  delay asks for it with ``@pytest.mark.settings(response_floor_seconds=0.4)``.
+  ``await app.state.deps.mail_worker.drain()`` waits until queued mail is sent.
 - ``redis_url``: a real Redis; ``pg_admin_url``: a real PostgreSQL.
 - ``live_server`` + ``browser_page``: uvicorn on a free port and headless
   Chromium (``/usr/bin/chromium``) with a fake camera and microphone.
@@ -22,6 +27,7 @@ import email.policy
 import logging
 import os
 import re
+import shutil
 import socket
 import threading
 import time
@@ -68,6 +74,8 @@ _SECRETS: set[str] = set()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "settings(**overrides): settings for this test's app (e.g. a real delay)")
     root = logging.getLogger()
     root.addHandler(_KEEPER)
     root.setLevel(logging.DEBUG)
@@ -97,13 +105,25 @@ def log_lines() -> list[str]:
 # --- SMTP -----------------------------------------------------------------
 
 class SmtpSink:
-    """A real SMTP server on 127.0.0.1 that keeps what it receives."""
+    """A real SMTP server on 127.0.0.1 that keeps what it receives.
+
+    A slow mail server: ``sink.accepting.clear()`` stalls every message until
+    ``sink.accepting.set()``. A failing one: ``sink.refuse_next = n`` answers
+    the next n messages with 451 (try again later)."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self._cond = threading.Condition()
+        self.accepting = threading.Event()
+        self.accepting.set()
+        self.refuse_next = 0
 
     async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        while not self.accepting.is_set():  # on the SMTP server's own loop and thread
+            await asyncio.sleep(0.01)
+        if self.refuse_next > 0:
+            self.refuse_next -= 1
+            return "451 Try again later"
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)  # type: ignore[attr-defined]
         with self._cond:
             self.messages.append(msg)  # type: ignore[arg-type]
@@ -165,19 +185,71 @@ def backend(request: pytest.FixtureRequest) -> str:
     return getattr(request, "param", "sqlite")
 
 
-@pytest_asyncio.fixture
-async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
-        return
-    name = f"rtc_t_{uuid.uuid4().hex[:12]}"
-    try:
-        await _pg_exec(f'CREATE DATABASE "{name}"')
-    except (OSError, Exception) as exc:  # asyncpg raises many kinds when down
-        need("PostgreSQL", f"{PG_URL}: {type(exc).__name__}: {exc}")
+def _pg_url(name: str) -> str:
     base = _pg_dsn(PG_URL).rsplit("/", 1)[0]
+    return f"postgresql+asyncpg://{base.split('://', 1)[1]}/{name}"
+
+
+async def _migrate_url(url: str, data_dir: Path) -> None:
+    engine = create_engine(make_settings(data_dir, url, _NO_SMTP))
     try:
-        yield f"postgresql+asyncpg://{base.split('://', 1)[1]}/{name}"
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+class _NoSmtp:
+    port = 25
+
+
+_NO_SMTP = _NoSmtp()
+
+
+@pytest.fixture(scope="session")
+def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file with every migration applied; each test gets a copy."""
+    folder = tmp_path_factory.mktemp("db-template")
+    path = folder / "template.db"
+    asyncio.run(_migrate_url(f"sqlite+aiosqlite:///{path}", folder))
+    return path
+
+
+@pytest.fixture(scope="session")
+def _migrated_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One migrated PostgreSQL database that fresh ones are created from (nobody
+    stays connected to it, as ``CREATE DATABASE ... TEMPLATE`` requires)."""
+    name = f"rtc_tmpl_{uuid.uuid4().hex[:12]}"
+    try:
+        asyncio.run(_pg_exec(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # asyncpg raises many kinds when the server is down
+        need("PostgreSQL", f"{PG_URL}: {type(exc).__name__}: {exc}")
+    try:
+        asyncio.run(_migrate_url(_pg_url(name), tmp_path_factory.mktemp("pg-template")))
+        yield name
+    finally:
+        asyncio.run(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def _db_template(backend: str, request: pytest.FixtureRequest) -> Path | str:
+    """This backend's template (a sync fixture: templates are built with asyncio.run)."""
+    return request.getfixturevalue(  # type: ignore[no-any-return]
+        "_migrated_sqlite" if backend == "sqlite" else "_migrated_postgres")
+
+
+@pytest_asyncio.fixture
+async def database_url(backend: str, tmp_path: Path, _db_template: Path | str) -> AsyncIterator[str]:
+    """A new, migrated, empty database of this test's backend (dropped afterwards)."""
+    if backend == "sqlite":
+        path = tmp_path / "test.db"
+        shutil.copyfile(_db_template, path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    template = _db_template
+    name = f"rtc_t_{uuid.uuid4().hex[:12]}"
+    await _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield _pg_url(name)
     finally:
         await _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -197,15 +269,16 @@ async def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest_asyncio.fixture
-async def settings(tmp_path: Path, database_url: str, smtp: SmtpSink) -> Settings:
-    cfg = make_settings(tmp_path, database_url, smtp)
-    engine = create_engine(cfg)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
-    return cfg
+@pytest.fixture
+def settings(
+    tmp_path: Path, database_url: str, smtp: SmtpSink, request: pytest.FixtureRequest
+) -> Settings:
+    """Fast settings (``harness.FAST``) on the migrated ``database_url``;
+    ``@pytest.mark.settings(**overrides)`` changes them for one test (or a module)."""
+    extra: dict[str, object] = {}
+    for marker in reversed(list(request.node.iter_markers("settings"))):
+        extra.update(marker.kwargs)
+    return make_settings(tmp_path, database_url, smtp, **extra)
 
 
 @pytest_asyncio.fixture
@@ -213,6 +286,19 @@ async def app(settings: Settings) -> AsyncIterator[object]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application
+
+
+@pytest.fixture
+def drain_mail(app: object) -> object:
+    """``await drain_mail()``: returns once every mail queued so far has been sent
+    (or fails the test after 10 s)."""
+    worker = app.state.deps.mail_worker  # type: ignore[attr-defined]
+
+    async def drain() -> None:
+        async with asyncio.timeout(10):
+            await worker.drain()
+
+    return drain
 
 
 @pytest.fixture
@@ -262,6 +348,7 @@ class LiveServer:
             self.app, host="127.0.0.1", port=self.port, log_level="info", log_config=None,
             ws="websockets-sansio",
             ws_max_size=WS_MAX_BYTES,
+            ws_per_message_deflate=False,
             lifespan="on",
         )
         self.server = uvicorn.Server(config)
@@ -313,8 +400,12 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest_asyncio.fixture
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def browser() -> AsyncIterator[object]:
+    """One Chromium for the whole session (launching it costs about a second); each test
+    gets its own context from ``browser_page``, so cookies and storage never leak.
+    Playwright objects belong to the loop that made them, so tests that use the browser
+    run on the session loop (tests/browser/conftest.py marks them)."""
     if not os.path.exists(CHROMIUM):
         need("Chromium", f"{CHROMIUM} not found (apt-get install chromium)")
     from playwright.async_api import async_playwright
@@ -327,7 +418,7 @@ async def browser() -> AsyncIterator[object]:
             await b.close()
 
 
-@pytest_asyncio.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def browser_page(browser: object) -> AsyncIterator[object]:
     context = await browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
     page = await context.new_page()

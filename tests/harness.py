@@ -23,10 +23,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rtc_server.auth.accounts import create_account
+from rtc_server.auth.actor import RequestMeta
 from rtc_server.auth.models import Role, SessionStage, User, UserStatus
 from rtc_server.auth.sessions import create_session
 from rtc_server.config import Settings
-from rtc_server.context import RequestMeta
 from rtc_server.db import create_engine, make_session_factory
 from rtc_server.records.models import Patient
 from rtc_server.records.names import normalize_name
@@ -47,6 +47,15 @@ def need(what: str, reason: str) -> None:
     pytest.skip(f"{what} unavailable: {reason}")
 
 
+#: Tests run without the product's deliberate delays (the sign-in failure delay,
+#: the response floor); a test that asserts one sets it (``@pytest.mark.settings``).
+FAST: dict[str, object] = {
+    "login_delay_step_seconds": 0.0,
+    "login_delay_max_seconds": 0.0,
+    "response_floor_seconds": 0.0,
+}
+
+
 def make_settings(tmp_path: Path, database_url: str, smtp: object, **extra: object) -> Settings:
     values: dict[str, object] = {
         "data_dir": tmp_path / "data",
@@ -55,6 +64,7 @@ def make_settings(tmp_path: Path, database_url: str, smtp: object, **extra: obje
         "base_url": "http://testserver",
         "secret_key": "test-secret-" + "x" * 40,
         "redis_url": None,
+        **FAST,
     }
     values.update(extra)
     return Settings(**values)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ and the next sign-in must enrol.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Update, exists, update
@@ -26,17 +26,18 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rtc_server import audit
-from rtc_server.api import MAX_ID, DbId
 from rtc_server.audit import AuditEvent
 from rtc_server.auth import login, mfa, throttle
 from rtc_server.auth.accounts import normalize_username
-from rtc_server.auth.current import Actor
+from rtc_server.auth.actor import Actor
 from rtc_server.auth.models import Role, User, UserStatus
 from rtc_server.auth.sessions import end_user_sessions
 from rtc_server.config import Settings
 from rtc_server.db import as_utc
 from rtc_server.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from rtc_server.portal.account.service import require_password
+from rtc_server.rules import blank_to_none
+from rtc_server.types import MAX_ID, DbId
 
 MAX_LIMIT = 500
 MAX_USER_LIMIT = 200
@@ -52,12 +53,7 @@ class AuditQuery(BaseModel):
     limit: int = Field(default=100, ge=1, le=MAX_LIMIT)
     before_id: DbId | None = None
 
-    @field_validator("actor", "action", "outcome", mode="before")
-    @classmethod
-    def _blank(cls, value: object) -> object:
-        if isinstance(value, str):
-            return value.strip() or None
-        return value
+    _blank = field_validator("actor", "action", "outcome", mode="before")(blank_to_none)
 
     @field_validator("since", "until")
     @classmethod
@@ -86,17 +82,9 @@ class AuditPage(BaseModel):
     next_before_id: int | None
 
 
-async def _require_admin(
-    db: AsyncSession, actor: Actor, action: str, resource: str | None = None
-) -> None:
-    """403 for anyone but an admin, after auditing the refusal."""
-    if actor.role != Role.admin:
-        await audit.record(
-            db, action=action, outcome="denied", actor_id=actor.user_id, actor_role=actor.role,
-            resource=resource, request_id=actor.meta.request_id, ip=actor.meta.ip,
-        )
-        await db.commit()
-        actor.require_role(Role.admin)
+def _require_admin(actor: Actor, action: str, resource: str | None = None) -> None:
+    """403 (audited as ``denied``) for anyone but an admin."""
+    actor.require_role(Role.admin, action=action, resource=resource)
 
 
 async def _actor_ids(db: AsyncSession, actor: str) -> list[int]:
@@ -113,7 +101,7 @@ async def _actor_ids(db: AsyncSession, actor: str) -> list[int]:
 async def search_audit(db: AsyncSession, actor: Actor, query: AuditQuery) -> AuditPage:
     """Rows newest first, ``query.limit`` at a time; pass ``next_before_id``
     back as ``before_id`` for the next page."""
-    await _require_admin(db, actor, "audit.search")
+    _require_admin(actor, "audit.search")
     stmt = select(AuditEvent, User.username).join(
         User, col(User.id) == col(AuditEvent.actor_id), isouter=True
     )
@@ -161,12 +149,7 @@ class UserQuery(BaseModel):
     limit: int = Field(default=50, ge=1, le=MAX_USER_LIMIT)
     before_id: DbId | None = None
 
-    @field_validator("role", "q", mode="before")
-    @classmethod
-    def _blank(cls, value: object) -> object:
-        if isinstance(value, str):
-            return value.strip() or None
-        return value
+    _blank = field_validator("role", "q", mode="before")(blank_to_none)
 
 
 class UserRow(BaseModel):
@@ -211,7 +194,7 @@ async def _record_user_action(
 async def list_users(db: AsyncSession, actor: Actor, query: UserQuery) -> UserPage:
     """Accounts newest first, ``query.limit`` at a time; pass ``next_before_id``
     back as ``before_id`` for the next page. Audited as ``user.search``."""
-    await _require_admin(db, actor, "user.search")
+    _require_admin(actor, "user.search")
     stmt = select(User)
     if query.role is not None:
         stmt = stmt.where(col(User.role) == query.role)
@@ -246,7 +229,6 @@ async def _refuse(
 
 async def _reauthenticate(
     db: AsyncSession, actor: Actor, password: str | None, *, resource: str, settings: Settings,
-    mailer: Any,
 ) -> None:
     """Admin powers change hands only with the acting admin's current password
     (422 on ``current_password``; a wrong one counts toward their lockout)."""
@@ -254,7 +236,7 @@ async def _reauthenticate(
     if me is None:
         await _refuse(db, actor, resource, "denied", Forbidden())
     try:
-        await require_password(db, actor, me, password, settings, mailer)
+        await require_password(db, actor, me, password, settings)
     except InvalidInput as exc:
         await _refuse(db, actor, resource, "denied", exc)
 
@@ -307,7 +289,7 @@ async def _why_not_applied(db: AsyncSession, actor: Actor, user_id: int, old: Ro
 
 async def change_role(
     db: AsyncSession, actor: Actor, *, user_id: int, role: Role, current_password: str | None = None,
-    settings: Settings, mailer: Any,
+    settings: Settings,
 ) -> UserRow:
     """Give an account another role; audited as ``role.change`` with
     ``user:<id> <old>-><new>``, refusals too (outcome ``failure`` or ``denied``).
@@ -320,7 +302,7 @@ async def change_role(
     raises Conflict ``cannot_change_own_role``, NotFound, or InvalidInput on
     ``role`` or ``current_password``. Setting the role it already has changes
     nothing (and is audited as a ``failure``)."""
-    await _require_admin(db, actor, "role.change", f"user:{user_id}")
+    _require_admin(actor, "role.change", f"user:{user_id}")
     if user_id == actor.user_id:
         await _refuse(db, actor, f"user:{user_id}", "denied", Conflict(
             "You cannot change your own role; ask another admin.", code="cannot_change_own_role"))
@@ -337,8 +319,7 @@ async def change_role(
     if problem:
         await _refuse(db, actor, resource, "failure", InvalidInput("role", problem))
     if Role.admin in (old, role):
-        await _reauthenticate(db, actor, current_password, resource=resource, settings=settings,
-                              mailer=mailer)
+        await _reauthenticate(db, actor, current_password, resource=resource, settings=settings)
     await _lock_pair(db, actor.user_id, user_id)
     result = await db.exec(  # type: ignore[call-overload]
         _guarded_update(actor_id=actor.user_id, user_id=user_id, old=old, new=role)
@@ -348,7 +329,8 @@ async def change_role(
         error = await _why_not_applied(db, actor, user_id, old)
         await _refuse(db, actor, resource, "denied" if error.status == 403 else "failure", error)
     if mfa.mfa_required_for(role) and not user.mfa_enabled:
-        # A session opened without two-factor must not carry the new role's powers.
+        # A session opened without two-factor must not carry the new role's powers
+        # (its sockets close at once).
         await end_user_sessions(db, user_id)
     await _record_user_action(db, actor, "role.change", resource)
     await db.commit()
@@ -359,7 +341,7 @@ async def change_role(
 async def unlock_user(db: AsyncSession, actor: Actor, *, user_id: int, settings: Settings) -> UserRow:
     """Lift a sign-in lock: ``locked_until`` and ``failed_logins`` cleared, and
     the per-username counters ``auth.login`` keeps reset. Audited as ``account.unlock``."""
-    await _require_admin(db, actor, "account.unlock", f"user:{user_id}")
+    _require_admin(actor, "account.unlock", f"user:{user_id}")
     user = await db.get(User, user_id)
     if user is None:
         raise NotFound("No such user.")

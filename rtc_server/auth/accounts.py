@@ -1,9 +1,9 @@
 """Creating accounts and the username and email-address rules every path shares
-(registration, recovery, the create-staff command, the demo, username changes)."""
+(registration, recovery, the create-staff command, the demo, username changes).
+The username rule itself lives in ``rtc_server.rules``."""
 
 from __future__ import annotations
 
-import re
 import unicodedata
 
 from email_validator import EmailNotValidError, validate_email
@@ -16,11 +16,12 @@ from rtc_server.auth.password_policy import password_problems
 from rtc_server.auth.passwords import hash_secret
 from rtc_server.db import utcnow
 from rtc_server.errors import Conflict, InvalidInput
+from rtc_server.rules import USERNAME_MAX, USERNAME_MIN, username_problems
 
-USERNAME_MIN = 6
-USERNAME_MAX = 64
+__all__ = ["USERNAME_MAX", "USERNAME_MIN", "check_credentials", "create_account", "normalize_email",
+           "normalize_username", "username_problems", "username_taken"]
+
 EMAIL_MAX = 254
-_USERNAME_OK = re.compile(r"^[\w.@+-]+$")
 
 
 def normalize_username(username: str) -> str:
@@ -37,18 +38,6 @@ def normalize_email(value: str) -> str | None:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError:
         return None
-
-
-def username_problems(username: str) -> list[str]:
-    u = username.strip()
-    problems = []
-    if len(u) < USERNAME_MIN:
-        problems.append(f"Use at least {USERNAME_MIN} characters.")
-    if len(u) > USERNAME_MAX:
-        problems.append(f"Use at most {USERNAME_MAX} characters.")
-    if u and not _USERNAME_OK.match(u):
-        problems.append("Use letters, numbers and . _ - @ + only.")
-    return problems
 
 
 async def username_taken(db: AsyncSession, username: str, *, except_user: int | None = None) -> bool:

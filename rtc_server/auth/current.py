@@ -1,59 +1,21 @@
-"""Who is asking: the ``Actor`` built from the session cookie.
+"""The actor from a request's session cookie, for handlers not yet written as
+``api.Call`` handlers (new-style routes get ``call.actor`` from ``ApiRoute``).
 
-Services take an ``Actor`` and check permission themselves; routes only call
-``require_actor`` to get one (401 when there is no full session).
+``Actor`` and ``actor_from`` live in ``auth.actor`` (no Starlette there) and
+are re-exported here so older imports keep working.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from starlette.requests import HTTPConnection
 
-from rtc_server.auth.models import AuthSession, Role, SessionStage, User
+from rtc_server.auth.actor import Actor, RequestMeta, actor_from
+from rtc_server.auth.models import SessionStage
 from rtc_server.auth.sessions import load_session, session_cookie_name
-from rtc_server.context import RequestMeta, db, meta, settings
-from rtc_server.errors import Forbidden, NotFound, Unauthorized
+from rtc_server.context import db, meta, settings
+from rtc_server.errors import Unauthorized
 
-
-@dataclass(frozen=True)
-class Actor:
-    user_id: int
-    username: str
-    role: Role
-    patient_id: int | None
-    session_id: str
-    stage: SessionStage
-    meta: RequestMeta
-
-    @property
-    def is_patient(self) -> bool:
-        return self.role == Role.patient
-
-    @property
-    def is_clinical(self) -> bool:
-        """Providers and staff work with any patient's record; admins do not."""
-        return self.role in (Role.provider, Role.staff)
-
-    def require_role(self, *roles: Role) -> None:
-        if self.role not in roles:
-            raise Forbidden()
-
-    def require_patient_access(self, patient_id: int) -> None:
-        """A patient reaches only their own record; others' ids look absent (404)."""
-        if self.is_patient:
-            if self.patient_id != patient_id:
-                raise NotFound()
-        elif not self.is_clinical:
-            raise Forbidden()
-
-
-def actor_from(sess: AuthSession, user: User, request_meta: RequestMeta) -> Actor:
-    return Actor(
-        user_id=user.id or 0, username=user.username, role=Role(user.role),
-        patient_id=user.patient_id, session_id=sess.id, stage=SessionStage(sess.stage),
-        meta=request_meta,
-    )
+__all__ = ["Actor", "RequestMeta", "actor_from", "optional_actor", "require_actor"]
 
 
 async def optional_actor(conn: HTTPConnection, *, allow_partial: bool = False) -> Actor | None:

@@ -12,13 +12,13 @@ Guarantees:
   parallel requests cannot all slip under a limit; an attempt that succeeds is
   given back. ``LOCK_AFTER`` failures lock the username for ``LOCK_SECONDS``
   (attempts beyond it in flight at once fail unchecked); an existing user gets
-  ``locked_until`` set and one email per lock, sent from a background task
-  (waiting for SMTP would make the answer for an existing account slower).
-  Attempts while locked do not count toward the next lock. Too many attempts
-  from one IP address give 429 (audited as ``login.rate_limited``, outcome
-  ``denied``).
-- A sign-in with a recovery code returns a notice mail for the route to send
-  after the response (``notify.mail.with_mail``).
+  ``locked_until`` set and one email per lock, queued in the outbox
+  (``notify.outbox``: waiting for SMTP would make the answer for an existing
+  account slower). Attempts while locked do not count toward the next lock.
+  Too many attempts from one IP address (``Settings.login_ip_limit``) give 429
+  (audited as ``login.rate_limited``, outcome ``denied``). Each failure waits
+  ``login_delay_step_seconds`` per recent failure, up to ``login_delay_max_seconds``.
+- A sign-in with a recovery code queues a notice mail.
 - Every sign-in creates a new session (and ends any session the browser
   presented), so a planted cookie never becomes an authenticated one; the
   step from two-factor to full rotates the session again.
@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import or_, update
 from sqlmodel import col, select
@@ -39,25 +38,23 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rtc_server import audit
 from rtc_server.auth import mfa, throttle
 from rtc_server.auth.accounts import normalize_username
+from rtc_server.auth.actor import RequestMeta
 from rtc_server.auth.models import AuthSession, SessionStage, User, UserPublic, UserStatus
 from rtc_server.auth.passwords import hash_secret, needs_rehash, verify_secret
 from rtc_server.auth.sessions import create_session, end_session, load_session
 from rtc_server.auth.tokens import token_hash
 from rtc_server.config import Settings
-from rtc_server.context import RequestMeta
 from rtc_server.db import as_utc, utcnow
 from rtc_server.errors import RateLimited, Unauthorized
-from rtc_server.notify.mail import Mail, compose, send_in_background
+from rtc_server.notify.mail import Mail, compose
+from rtc_server.notify.outbox import queue_mail
 
 LOCK_AFTER = 5
 LOCK_SECONDS = 15 * 60
 #: Failures count toward a lock if they fall within this window of the first.
 FAILURE_WINDOW_SECONDS = 60 * 60
-IP_LIMIT = 50
 IP_WINDOW_SECONDS = 15 * 60
 MFA_ATTEMPTS_PER_SESSION = 5
-DELAY_STEP_SECONDS = 0.2
-DELAY_MAX_SECONDS = 2.0
 
 INVALID_CREDENTIALS = "Incorrect username or password, or the account is temporarily locked."
 INVALID_CODE = "That code is not right. Try the current code from your app, or a recovery code."
@@ -74,8 +71,6 @@ class LoginResult:
     status: LoginStatus
     token: str
     user: User
-    #: Notices for the route to send after the response.
-    mails: list[Mail] = field(default_factory=list)
 
 
 def public_user(user: User) -> UserPublic:
@@ -130,14 +125,14 @@ async def _is_locked(
     return await throttle.current(db, lock_key(secret, norm), LOCK_SECONDS) > 0
 
 
-async def failure_delay(failures: int) -> None:
-    await asyncio.sleep(min(DELAY_MAX_SECONDS, DELAY_STEP_SECONDS * max(1, failures)))
+async def failure_delay(failures: int, settings: Settings) -> None:
+    await asyncio.sleep(min(settings.login_delay_max_seconds,
+                            settings.login_delay_step_seconds * max(1, failures)))
 
 
 async def record_failure(
     db: AsyncSession, *, norm: str, user: User | None, meta: RequestMeta, settings: Settings,
-    mailer: Any, action: str = "login.failure", already_locked: bool = False,
-    counted: int | None = None,
+    action: str = "login.failure", already_locked: bool = False, counted: int | None = None,
 ) -> int:
     """Count a failed proof of identity (password or code) and lock when due.
 
@@ -169,6 +164,7 @@ async def record_failure(
                 .where(col(User.id) == user.id,
                        or_(col(User.locked_until).is_(None), col(User.locked_until) <= now))
                 .values(locked_until=until, failed_logins=0)
+                .execution_options(synchronize_session=False)
             )
             if result.rowcount == 1:  # this request made the lock: mail once
                 user.locked_until = until
@@ -181,29 +177,30 @@ async def record_failure(
     elif user is not None and user.id is not None:
         await db.exec(  # type: ignore[call-overload]
             update(User).where(col(User.id) == user.id).values(failed_logins=failures)
+            .execution_options(synchronize_session=False)
         )
     await audit.record(
         db, action=action, outcome="failure", actor_id=user.id if user else None,
         actor_role=user.role if user else None, resource=_resource(user, norm, secret),
         request_id=meta.request_id, ip=meta.ip,
     )
-    await db.commit()
     if newly_locked_user is not None and newly_locked_user.email:
-        # In the background: waiting for SMTP here would make the answer for an
+        # Through the outbox: waiting for SMTP here would make the answer for an
         # existing account slower than for a made-up name, revealing which is which.
-        send_in_background(mailer, [_lock_notice(newly_locked_user, settings)])
+        queue_mail(db, _lock_notice(newly_locked_user, settings))
+    await db.commit()
     return failures
 
 
 async def refuse_signed_in(
-    db: AsyncSession, *, user: User, meta: RequestMeta, settings: Settings, mailer: Any, action: str,
+    db: AsyncSession, *, user: User, meta: RequestMeta, settings: Settings, action: str,
 ) -> None:
     """A signed-in user gave a wrong password or code: it counts toward the lock
     as a failed sign-in does, and waits the same growing delay, so a stolen
     session cannot guess freely. Commits; the caller raises."""
     failures = await record_failure(db, norm=user.username_norm, user=user, meta=meta,
-                                    settings=settings, mailer=mailer, action=action)
-    await failure_delay(failures)
+                                    settings=settings, action=action)
+    await failure_delay(failures, settings)
 
 
 def _notice_name(user: User) -> str:
@@ -226,11 +223,11 @@ def _lock_notice(user: User, settings: Settings) -> Mail:
     )
 
 
-def _recovery_code_notice(user: User, settings: Settings) -> list[Mail]:
+def _recovery_code_notice(user: User, settings: Settings) -> Mail | None:
     if not user.email:
-        return []
+        return None
     clinic = settings.clinic_name
-    return [compose(
+    return compose(
         "recovery_code_used", user.email, f"{clinic}: a recovery code was used", clinic,
         _notice_name(user),
         [
@@ -238,7 +235,7 @@ def _recovery_code_notice(user: User, settings: Settings) -> list[Mail]:
             "Each code works once. If this wasn't you, reset your password and "
             "contact the clinic.",
         ],
-    )]
+    )
 
 
 async def _clear_failures(db: AsyncSession, user: User, secret: bytes) -> None:
@@ -256,7 +253,7 @@ async def _end_presented(db: AsyncSession, old_token: str | None) -> None:
 
 async def sign_in(
     db: AsyncSession, *, username: str, password: str, meta: RequestMeta, settings: Settings,
-    mailer: Any, old_token: str | None = None,
+    old_token: str | None = None,
 ) -> LoginResult:
     """Check a username and password; on success a new session (full, or a
     partial one waiting for two-factor). Raises Unauthorized
@@ -267,7 +264,7 @@ async def sign_in(
     # Count first, decide from the count (see the module docstring).
     ip_key = _ip_key(secret, meta.ip)
     from_ip = await throttle.count(engine, ip_key, window_seconds=IP_WINDOW_SECONDS)
-    if from_ip.count > IP_LIMIT:
+    if from_ip.count > settings.login_ip_limit:
         await audit.record(
             db, action="login.rate_limited", outcome="denied",
             resource=_resource(None, norm, secret), request_id=meta.request_id, ip=meta.ip,
@@ -291,10 +288,10 @@ async def sign_in(
     too_many = attempt > LOCK_AFTER  # in flight at once beyond the limit: not checked
     if not ok or user is None or user.status != UserStatus.active or locked or too_many:
         failures = await record_failure(
-            db, norm=norm, user=user, meta=meta, settings=settings, mailer=mailer,
+            db, norm=norm, user=user, meta=meta, settings=settings,
             already_locked=locked, counted=attempt,
         )
-        await failure_delay(failures)
+        await failure_delay(failures, settings)
         raise Unauthorized(INVALID_CREDENTIALS, code="invalid_credentials")
 
     # Not a failure after all: give the counted attempt back (before this
@@ -330,7 +327,6 @@ async def promote_session(
 
 async def complete_mfa(
     db: AsyncSession, *, token: str | None, code: str, meta: RequestMeta, settings: Settings,
-    mailer: Any,
 ) -> LoginResult:
     """The second step: a TOTP code or an unused recovery code turns an
     ``mfa_pending`` session into a new full one. After
@@ -353,10 +349,10 @@ async def complete_mfa(
         if attempts >= MFA_ATTEMPTS_PER_SESSION or locked:
             await end_session(db, sess.id)
         failures = await record_failure(
-            db, norm=user.username_norm, user=user, meta=meta, settings=settings, mailer=mailer,
+            db, norm=user.username_norm, user=user, meta=meta, settings=settings,
             action="login.mfa_failure", already_locked=locked,
         )
-        await failure_delay(failures)
+        await failure_delay(failures, settings)
         raise Unauthorized(INVALID_CODE, code="invalid_code")
 
     await throttle.reset(db, mfa_key)
@@ -372,9 +368,11 @@ async def complete_mfa(
         db, action="login.success", actor_id=user.id, actor_role=user.role,
         resource=f"user:{user.id}", request_id=meta.request_id, ip=meta.ip,
     )
+    notice = _recovery_code_notice(user, settings) if kind == "recovery" else None
+    if notice is not None:
+        queue_mail(db, notice)
     await db.commit()
-    mails = _recovery_code_notice(user, settings) if kind == "recovery" else []
-    return LoginResult(LoginStatus.ok, new_token, user, mails)
+    return LoginResult(LoginStatus.ok, new_token, user)
 
 
 async def sign_out(

@@ -3,7 +3,8 @@
 What these guarantee:
 
 - ``forgot_password`` and ``forgot_username`` answer the same whether or not an
-  account exists: they only return mail for the caller to send after replying.
+  account exists: mail is queued in the outbox (``notify.outbox``), sent by a
+  worker after the commit, never on the request path.
   Mail goes to the address on file, never to one typed in the request (a typed
   email only selects accounts that already have it). Only active accounts count.
 - A reset needs the emailed link (single use, 1 hour), then the security answer,
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from contextlib import suppress
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -32,15 +33,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rtc_server import audit
 from rtc_server.auth import emailed_tokens, login, recovery_mail, throttle
 from rtc_server.auth.accounts import normalize_email, normalize_username
+from rtc_server.auth.actor import RequestMeta
 from rtc_server.auth.models import TokenPurpose, User, UserStatus
 from rtc_server.auth.password_policy import password_problems
 from rtc_server.auth.passwords import hash_secret, normalize_answer, verify_secret
 from rtc_server.auth.sessions import end_user_sessions
 from rtc_server.config import Settings
-from rtc_server.context import RequestMeta
 from rtc_server.db import utcnow
 from rtc_server.errors import Gone, InvalidInput, NotFound, RateLimited, Unauthorized
-from rtc_server.notify.mail import Mail, link
+from rtc_server.notify.mail import link
+from rtc_server.notify.outbox import queue_mail
 
 PER_IP = (10, 3600)
 PER_TARGET = (3, 3600)
@@ -50,22 +52,25 @@ MAX_ACCOUNTS_PER_EMAIL = 5
 
 
 class ForgotPasswordIn(BaseModel):
-    username: str | None = None
-    email: str | None = None
+    """Exactly one of the two."""
+
+    username: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
 
 
 class ForgotUsernameIn(BaseModel):
-    email: str
+    email: str = Field(max_length=320)
 
 
 class ResetStartIn(BaseModel):
-    token: str
+    token: str = Field(max_length=200)
 
 
 class ResetIn(BaseModel):
-    token: str
-    security_answer: str
-    new_password: str
+    token: str = Field(max_length=200)
+    security_answer: str = Field(max_length=300)
+    # The policy's own length rules give the field message; this only bounds work.
+    new_password: str = Field(max_length=1024)
 
 
 async def _throttle(
@@ -96,9 +101,9 @@ def _first_name(user: User) -> str | None:
 
 async def forgot_password(
     db: AsyncSession, *, body: ForgotPasswordIn, meta: RequestMeta, settings: Settings
-) -> list[Mail]:
-    """Reset links for the active account named by username, or for each active
-    account using an email address. Silent when there is none."""
+) -> None:
+    """Queue reset links for the active account named by username, or for each
+    active account using an email address. Silent when there is none."""
     username = (body.username or "").strip()
     email = (body.email or "").strip()
     if bool(username) == bool(email):
@@ -122,19 +127,18 @@ async def forgot_password(
     if not users:
         await audit.record(db, action="password.reset_request", outcome="failure",
                            resource="user:none", request_id=meta.request_id, ip=meta.ip)
-    mails: list[Mail] = []
     for user in users:
         if not user.email or user.id is None:
             continue
         if not user.security_answer_hash:
-            mails.append(recovery_mail.password_reset_unavailable(
+            queue_mail(db, recovery_mail.password_reset_unavailable(
                 to=user.email, name=_first_name(user), username=user.username,
                 clinic=settings.clinic_name,
             ))
             continue
         token = await emailed_tokens.issue(db, user_id=user.id, purpose=TokenPurpose.password_reset,
                                            email=user.email)
-        mails.append(recovery_mail.password_reset(
+        queue_mail(db, recovery_mail.password_reset(
             to=user.email, name=_first_name(user), username=user.username,
             clinic=settings.clinic_name,
             url=link(settings.base_url, "reset-password.html", token),
@@ -143,7 +147,6 @@ async def forgot_password(
                            patient_id=user.patient_id, resource=f"user:{user.id}",
                            request_id=meta.request_id, ip=meta.ip)
     await db.commit()
-    return mails
 
 
 async def _reset_target(db: AsyncSession, token: str) -> tuple[int, User]:
@@ -178,7 +181,7 @@ def _answers_key(user_id: int) -> str:
 
 async def reset_password(
     db: AsyncSession, *, body: ResetIn, meta: RequestMeta, settings: Settings
-) -> list[Mail]:
+) -> None:
     """Check the answer, set the new password, end every session, clear any lock.
     Raises InvalidInput(new_password), Unauthorized(wrong_answer), NotFound/Gone
     for a bad link, RateLimited after too many wrong answers."""
@@ -221,11 +224,11 @@ async def reset_password(
     await audit.record(db, action="password.reset", outcome="success", actor_id=user_id,
                        actor_role=user.role, patient_id=user.patient_id, resource=f"user:{user_id}",
                        request_id=meta.request_id, ip=meta.ip)
+    if user.email:
+        queue_mail(db, recovery_mail.password_changed(
+            to=user.email, name=_first_name(user), username=user.username,
+            clinic=settings.clinic_name))
     await db.commit()
-    if not user.email:
-        return []
-    return [recovery_mail.password_changed(to=user.email, name=_first_name(user), username=user.username,
-                                  clinic=settings.clinic_name)]
 
 
 async def _clear_login_lock(db: AsyncSession, username_norm: str, secret: bytes) -> None:
@@ -256,20 +259,20 @@ async def _wrong_answer(
 
 async def forgot_username(
     db: AsyncSession, *, email: str, meta: RequestMeta, settings: Settings
-) -> list[Mail]:
-    """Mail the username(s) of active accounts at ``email`` to that address."""
+) -> None:
+    """Queue the username(s) of active accounts at ``email``, to that address."""
     address = normalize_email(email)
     if address is None:
         raise InvalidInput("email", "Enter a valid email address, such as name@example.com.")
     await _throttle(db, "forgot_username", meta, address.lower(), settings.secret)
     users = await _active_by_email(db, address)
     if not users:
-        return []
+        return
     for user in users:
         await audit.record(db, action="username.reminder", outcome="success",
                            patient_id=user.patient_id, resource=f"user:{user.id}",
                            request_id=meta.request_id, ip=meta.ip)
+    queue_mail(db, recovery_mail.username_reminder(
+        to=users[0].email or address, usernames=[u.username for u in users],
+        clinic=settings.clinic_name))
     await db.commit()
-    to = users[0].email or address
-    return [recovery_mail.username_reminder(to=to, usernames=[u.username for u in users],
-                                   clinic=settings.clinic_name)]

@@ -1,8 +1,7 @@
 """The mails of forgotten passwords and usernames: the reset link, "this
 account cannot reset online", "your password was changed" and the username
 reminder. Composed by ``notify.mail.compose`` (plain text and HTML, names
-escaped, no health data); ``auth.recovery`` returns them and its routes send
-them after the response.
+escaped, no health data); ``auth.recovery`` queues them in the outbox.
 """
 
 from __future__ import annotations

@@ -1,23 +1,19 @@
 """Forgot password (emailed link, security answer, new password) and forgot username.
 
-The forgot endpoints reply 202 whether or not an account exists; their mail
-goes out in a background task after the reply, and the reply takes at least
-``timing.MIN_RESPONSE_SECONDS`` either way.
+The forgot endpoints reply 202 whether or not an account exists; their mail is
+queued in the outbox and sent by a worker, and the reply takes at least
+``Settings.response_floor_seconds`` either way (``floor=True``).
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from rtc_server.api import api_route, json_response, read_body
+from rtc_server.api import ApiRoute, Call, json_response
 from rtc_server.auth import recovery
 from rtc_server.auth.recovery import ForgotPasswordIn, ForgotUsernameIn, ResetIn, ResetStartIn
-from rtc_server.auth.timing import response_floor
-from rtc_server.context import db, meta, settings
-from rtc_server.notify.mail import with_mail
 
 
 class AcceptedOut(BaseModel):
@@ -32,50 +28,38 @@ class ResetOut(BaseModel):
     status: str = "password_reset"
 
 
-async def forgot_password(request: Request) -> Response:
+async def forgot_password(call: Call) -> Response:
     """Email a password reset link to the account's address on file (always 202)."""
-    async with response_floor():
-        body = await read_body(request, ForgotPasswordIn)
-        async with db(request) as session:
-            mails = await recovery.forgot_password(session, body=body, meta=meta(request),
-                                                   settings=settings(request))
-    return with_mail(json_response(AcceptedOut(), 202), request, mails)
+    await recovery.forgot_password(call.db, body=call.body, meta=call.meta, settings=call.settings)
+    return json_response(AcceptedOut(), 202)
 
 
-async def reset_start(request: Request) -> Response:
+async def reset_start(call: Call) -> Response:
     """The security question for a reset link (the link stays unused)."""
-    body = await read_body(request, ResetStartIn)
-    async with db(request) as session:
-        question = await recovery.reset_start(session, token=body.token, meta=meta(request))
+    question = await recovery.reset_start(call.db, token=call.body.token, meta=call.meta)
     return json_response(SecurityQuestionOut(security_question=question))
 
 
-async def reset_password(request: Request) -> Response:
+async def reset_password(call: Call) -> Response:
     """Answer the security question and set a new password; every session ends."""
-    body = await read_body(request, ResetIn)
-    async with db(request) as session:
-        mails = await recovery.reset_password(session, body=body, meta=meta(request),
-                                              settings=settings(request))
-    return with_mail(json_response(ResetOut()), request, mails)
+    await recovery.reset_password(call.db, body=call.body, meta=call.meta, settings=call.settings)
+    return json_response(ResetOut())
 
 
-async def forgot_username(request: Request) -> Response:
+async def forgot_username(call: Call) -> Response:
     """Email the username to the address on file (always 202)."""
-    async with response_floor():
-        body = await read_body(request, ForgotUsernameIn)
-        async with db(request) as session:
-            mails = await recovery.forgot_username(session, email=body.email, meta=meta(request),
-                                                   settings=settings(request))
-    return with_mail(json_response(AcceptedOut(), 202), request, mails)
+    await recovery.forgot_username(call.db, email=call.body.email, meta=call.meta,
+                                   settings=call.settings)
+    return json_response(AcceptedOut(), 202)
 
 
 routes: list[BaseRoute] = [
-    api_route("/auth/password/forgot", forgot_password, methods=["POST"], body=ForgotPasswordIn,
-              response=AcceptedOut, status_code=202, auth="public", tag="recovery"),
-    api_route("/auth/password/reset/start", reset_start, methods=["POST"], body=ResetStartIn,
-              response=SecurityQuestionOut, auth="public", tag="recovery"),
-    api_route("/auth/password/reset", reset_password, methods=["POST"], body=ResetIn,
-              response=ResetOut, auth="public", tag="recovery"),
-    api_route("/auth/username/forgot", forgot_username, methods=["POST"], body=ForgotUsernameIn,
-              response=AcceptedOut, status_code=202, auth="public", tag="recovery"),
+    ApiRoute("/auth/password/forgot", forgot_password, methods=["POST"], body=ForgotPasswordIn,
+             response=AcceptedOut, status_code=202, auth="public", tag="recovery", floor=True),
+    ApiRoute("/auth/password/reset/start", reset_start, methods=["POST"], body=ResetStartIn,
+             response=SecurityQuestionOut, auth="public", tag="recovery"),
+    ApiRoute("/auth/password/reset", reset_password, methods=["POST"], body=ResetIn,
+             response=ResetOut, auth="public", tag="recovery"),
+    ApiRoute("/auth/username/forgot", forgot_username, methods=["POST"], body=ForgotUsernameIn,
+             response=AcceptedOut, status_code=202, auth="public", tag="recovery", floor=True),
 ]

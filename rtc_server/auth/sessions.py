@@ -1,8 +1,13 @@
 """Server-side sessions: create at sign-in, load per request, end on log-out.
 
 A session ends when it has been idle for ``session_idle_seconds`` or reaches
-``session_absolute_seconds`` since sign-in, whichever is first. The cookie is
-HttpOnly and SameSite=Lax; over https it is ``__Host-`` prefixed and Secure.
+``session_absolute_seconds`` since sign-in, whichever is first. The cookie
+itself is set by the transport (``auth.cookies``).
+
+Ending sessions announces ``{"kind": "session_check"}`` on ``user:<id>``
+after the commit (``notify.events``), so every path that ends a session
+(log-out, sign-in replacing a session, password change or reset, two-factor
+on, role change, "end this session") closes that user's sockets at once.
 """
 
 from __future__ import annotations
@@ -13,13 +18,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from starlette.responses import Response
 
+from rtc_server.auth.actor import RequestMeta
 from rtc_server.auth.models import AuthSession, SessionStage, User
 from rtc_server.auth.tokens import new_token, token_hash
 from rtc_server.config import Settings
-from rtc_server.context import RequestMeta
 from rtc_server.db import as_utc, utcnow
+from rtc_server.notify.events import SESSION_CHECK_EVENT, announce, user_channel
 
 #: Don't write last_seen_at more often than this (one UPDATE per request is waste).
 TOUCH_EVERY = timedelta(seconds=15)
@@ -28,19 +33,6 @@ TOUCH_EVERY = timedelta(seconds=15)
 def session_cookie_name(settings: Settings) -> str:
     return "__Host-rtc_session" if settings.secure_cookies else "rtc_session"
 
-
-def set_session_cookie(response: Response, token: str, settings: Settings) -> None:
-    response.set_cookie(
-        session_cookie_name(settings), token, httponly=True, samesite="lax",
-        secure=settings.secure_cookies, path="/", max_age=settings.session_absolute_seconds,
-    )
-
-
-def clear_session_cookie(response: Response, settings: Settings) -> None:
-    response.delete_cookie(
-        session_cookie_name(settings), path="/", secure=settings.secure_cookies,
-        httponly=True, samesite="lax",
-    )
 
 
 async def create_session(
@@ -100,16 +92,27 @@ async def load_session(
 
 
 async def end_session(db: AsyncSession, session_id: str) -> None:
-    await db.exec(  # type: ignore[call-overload]
-        update(AuthSession).where(col(AuthSession.id) == session_id).values(ended_at=utcnow())
+    """End one session (the caller commits; its user's sockets re-check then)."""
+    result = await db.exec(  # type: ignore[call-overload]
+        update(AuthSession)
+        .where(col(AuthSession.id) == session_id, col(AuthSession.ended_at).is_(None))
+        .values(ended_at=utcnow())
+        .returning(col(AuthSession.user_id))
+        .execution_options(synchronize_session=False)
     )
+    for user_id in set(result.scalars().all()):
+        announce(db, user_channel(user_id), SESSION_CHECK_EVENT)
 
 
 async def end_user_sessions(db: AsyncSession, user_id: int, *, keep: str | None = None) -> None:
-    """End every live session of a user except ``keep`` (the caller commits)."""
+    """End every live session of a user except ``keep`` (the caller commits;
+    the user's sockets re-check then)."""
     stmt = update(AuthSession).where(
         col(AuthSession.user_id) == user_id, col(AuthSession.ended_at).is_(None)
     )
     if keep is not None:
         stmt = stmt.where(col(AuthSession.id) != keep)
-    await db.exec(stmt.values(ended_at=utcnow()))  # type: ignore[call-overload]
+    await db.exec(  # type: ignore[call-overload]
+        stmt.values(ended_at=utcnow()).execution_options(synchronize_session=False)
+    )
+    announce(db, user_channel(user_id), SESSION_CHECK_EVENT)

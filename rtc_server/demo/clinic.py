@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from rtc_server.demo.people import (
     CLINIC_NAME,
+    CLINIC_PHONE,
     CLINIC_TIMEZONE,
     DEMO_PATIENTS,
     MRN_SYSTEM,
@@ -99,7 +100,7 @@ def build_demo_bundle(today: date) -> dict[str, Any]:
         "type": [_coded("http://terminology.hl7.org/CodeSystem/organization-type", "prov",
                         "Healthcare Provider")],
         "name": CLINIC_NAME,
-        "telecom": [{"system": "phone", "value": "617-555-0100"}],
+        "telecom": [{"system": "phone", "value": CLINIC_PHONE}],
         "address": [{"line": ["100 River Street"], "city": "Cambridge", "state": "MA",
                      "postalCode": "02139", "country": "US"}],
     })

@@ -20,6 +20,8 @@ def demo_id(*parts: object) -> str:
 
 CLINIC_TIMEZONE = "America/New_York"
 CLINIC_NAME = "Riverside Community Clinic"
+CLINIC_PHONE = "617-555-0100"
+CLINIC_HOURS = "Mon-Fri 8 am to 5 pm"
 MRN_SYSTEM = "https://riverside-clinic.example.org/mrn"
 
 
@@ -48,6 +50,25 @@ PRACTITIONERS = [
                      "Pediatrics", "samuel.okafor@example.org"),
     DemoPractitioner("lee", None, "Jordan", "Lee", "NP", "nonbinary", "1679576722",
                      "Family Nurse Practitioner", "jordan.lee@example.org"),
+]
+
+
+@dataclass(frozen=True)
+class DemoStaffMember:
+    """A clinic account in the demo. A provider is the Practitioner ``practitioner``
+    (their name, credentials and schedule come from that record)."""
+
+    username: str
+    role: str  # provider | staff | admin
+    name: str
+    does: str  # what the banner says they are for
+    practitioner: str | None = None
+
+
+DEMO_STAFF = [
+    DemoStaffMember("dr.marsh", "provider", "Dr. Elena Marsh, MD", "family medicine", practitioner="marsh"),
+    DemoStaffMember("frontdesk", "staff", "Dana Brooks", "front desk: verification queue and help desk"),
+    DemoStaffMember("clinicadmin", "admin", "Morgan Ellis", "practice manager: users and audit log"),
 ]
 
 

@@ -1,19 +1,14 @@
-"""Composing account and security mail, and sending it without making a request wait.
+"""Composing account and security mail.
 
 Every message has a plain-text and an HTML part; anything that came from a
 person or a record (a name, a username) is escaped in the HTML. Messages name
 no health data: a first-name greeting and the clinic's name at most.
 
-Services build ``Mail`` values with ``compose``; routes hand them to
-``with_mail``, which sends them in a background task after the response, so a
-request that sends mail takes as long as one that does not (the reply must not
-tell whether a record or an account exists). Where the mail arises on a path
-that ends in an error (a log-in lock), ``send_in_background`` sends it from a
-task of its own instead. Either way a failed send is logged by kind, never
-raised: the action the mail reports has already happened.
-
-The transport is ``notify.email.Mailer``; this module only decides what is sent
-and when.
+Services build ``Mail`` values with ``compose`` and queue them in their own
+transaction with ``notify.outbox.queue_mail``; a worker sends them after the
+commit, so a request that causes mail takes as long as one that does not (the
+reply must not tell whether a record or an account exists). The transport is
+``notify.email.Mailer``.
 """
 
 from __future__ import annotations
@@ -25,11 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from starlette.background import BackgroundTask
-from starlette.requests import Request
-from starlette.responses import Response
-
-from rtc_server.context import mailer
 from rtc_server.notify.email import MailError
 
 log = logging.getLogger("rtc_server.account_mail")
@@ -51,21 +41,6 @@ async def deliver(mailer: Any, mails: Sequence[Mail]) -> None:
             await mailer.send(mail.to, mail.subject, mail.text, mail.html)
         except (MailError, OSError, ValueError) as exc:
             log.warning("could not send %s mail: %s", mail.kind, type(exc).__name__)
-
-
-def with_mail(response: Response, request: Request, mails: Sequence[Mail]) -> Response:
-    """Send ``mails`` after ``response`` has gone out (see the module docstring)."""
-    if mails:
-        response.background = BackgroundTask(deliver, mailer(request), list(mails))
-    return response
-
-
-def send_in_background(mailer: Any, mails: Sequence[Mail]) -> None:
-    """Send ``mails`` from a task of their own, for a caller that is about to
-    raise (so it has no response to attach them to) and must not wait for SMTP.
-    The mailer keeps the task and finishes it at shutdown."""
-    if mails:
-        mailer.spawn(deliver(mailer, list(mails)))
 
 
 def link(base_url: str, page: str, token: str) -> str:

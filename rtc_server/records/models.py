@@ -457,3 +457,9 @@ class Appointment(SQLModel, table=True):
     reason: str | None = None
     kind: str = VisitKind.in_person.value
     created_at: datetime | None = _ts()
+    # Portal bookings (migration 0004): when it was cancelled, and the appointment
+    # a reschedule replaced it with (the old one is cancelled in the same transaction;
+    # both belong to one patient, so a plain indexed id: adding a foreign key would
+    # copy this table on SQLite).
+    cancelled_at: datetime | None = _ts()
+    replaced_by_id: int | None = Field(default=None, index=True)

@@ -46,7 +46,7 @@ async def request_email_change(client, smtp, secrets_seen, address: str) -> str:
                            json={"email": address, "current_password": PASSWORD})
     assert r.status_code == 200, r.text
     assert r.json()["pending_email"] == address
-    await smtp.wait_for(sent + 1)
+    await smtp.wait_for(sent + 2)  # the link to the new address, the notice to the current one
     token = token_in(smtp, smtp.to(address)[-1])
     secrets_seen.add(token)
     return token
@@ -247,11 +247,10 @@ async def test_notification_choices_are_validated_strictly(client, session_facto
 
 
 async def test_wrong_current_passwords_count_toward_the_lock(
-    client, make_client, session_factory, monkeypatch, secrets_seen
+    client, make_client, session_factory, secrets_seen
 ) -> None:
     from rtc_server.auth import login
 
-    monkeypatch.setattr(login, "DELAY_STEP_SECONDS", 0.01)
     await signed_in_patient(client, session_factory, secrets_seen)
     for _ in range(login.LOCK_AFTER):
         r = await client.post("/api/v1/account/password",
@@ -263,11 +262,9 @@ async def test_wrong_current_passwords_count_toward_the_lock(
 
 
 async def test_email_change_needs_the_current_password(
-    client, session_factory, smtp, secrets_seen, monkeypatch
+    client, session_factory, smtp, secrets_seen
 ) -> None:
-    from rtc_server.auth import login
 
-    monkeypatch.setattr(login, "DELAY_STEP_SECONDS", 0.01)
     user_id = await signed_in_patient(client, session_factory, secrets_seen)
     missing = await client.patch("/api/v1/account/contact",
                                  json={"email": "attacker@evil.example", "phone": "555 010 4444"})
@@ -385,3 +382,50 @@ async def test_notices_have_an_html_part_with_the_name_escaped(
     html = notice.get_body(preferencelist=("html",)).get_content()
     assert "Maria &lt;b&gt;Lopez&lt;/b&gt; &amp; Co" in html and "<b>" not in html
     assert "Grandma" not in smtp.text(notice) and "Grandma" not in html
+
+
+async def test_ten_wrong_current_passwords_are_ten_field_errors_on_sqlite(
+    client, session_factory, secrets_seen, drain_mail, smtp
+) -> None:
+    """The tenth used to be a 500: locking again compared the stored (naive,
+    on SQLite) lock time with an aware one."""
+    user_id = await signed_in_patient(client, session_factory, secrets_seen)
+    statuses = []
+    for i in range(10):
+        r = await client.post("/api/v1/account/password", json={
+            "current_password": f"Guessing-Again-{i}", "new_password": "Other-Thing-99"})
+        statuses.append(r.status_code)
+    assert statuses == [422] * 10
+    async with session_factory() as s:
+        user = await s.get(User, user_id)
+        assert user.locked_until is not None and user.locked_until.tzinfo is not None
+    await drain_mail()
+    assert len([m for m in smtp.to(EMAIL) if "locked" in smtp.text(m)]) == 1
+
+
+async def test_contact_accepts_the_zip_forms_registration_accepts(
+    client, session_factory, secrets_seen
+) -> None:
+    """One ZIP rule (``rtc_server.rules``): sign-up took 123456789, settings refused it."""
+    await signed_in_patient(client, session_factory, secrets_seen)
+    for zip_code in ("10001", "10001-1234", "100011234"):
+        r = await client.patch("/api/v1/account/contact", json={"address": {"zip": zip_code}})
+        assert r.status_code == 200, (zip_code, r.text)
+        assert r.json()["address"]["zip"] == zip_code
+    for zip_code in ("1000", "10001-12", "ABCDE"):
+        r = await client.patch("/api/v1/account/contact", json={"address": {"zip": zip_code}})
+        assert r.status_code == 422 and "address.zip" in field_errors(r)
+
+
+async def test_the_security_question_rule_is_the_shared_one(client, session_factory, secrets_seen) -> None:
+    from rtc_server import rules
+
+    await signed_in_patient(client, session_factory, secrets_seen)
+    short = await client.post("/api/v1/account/security-question", json={
+        "current_password": PASSWORD, "security_question": "Pet?", "security_answer": "Rex the dog"})
+    assert short.status_code == 422
+    assert field_errors(short) == {"security_question": rules.question_problem("Pet?")}
+    same = await client.post("/api/v1/account/security-question", json={
+        "current_password": PASSWORD, "security_question": "First pet's name?",
+        "security_answer": PASSWORD})
+    assert field_errors(same) == {"security_answer": "Your answer must not be your password."}

@@ -154,7 +154,6 @@ async def test_roles_follow_the_patient_link(make_client, session_factory, secre
 async def test_admin_unlocks_a_locked_account(
     client, make_client, session_factory, secrets_seen, monkeypatch
 ) -> None:
-    monkeypatch.setattr(login, "DELAY_STEP_SECONDS", 0.01)
     admin, admin_id = await admin_client(make_client, session_factory, secrets_seen)
     user_id = await make_user(session_factory, "maria.lopez", Role.patient, with_patient=True)
     for _ in range(login.LOCK_AFTER):
@@ -223,7 +222,6 @@ async def test_the_only_admin_stays_admin(make_client, session_factory, secrets_
 async def test_role_changes_to_or_from_admin_need_the_current_password(
     make_client, session_factory, secrets_seen, monkeypatch
 ) -> None:
-    monkeypatch.setattr(login, "DELAY_STEP_SECONDS", 0.01)
     admin, admin_id = await admin_client(make_client, session_factory, secrets_seen)
     staff_id = await make_user(session_factory, "front.desk", Role.staff)
     url = f"/api/v1/admin/users/{staff_id}/role"

@@ -118,12 +118,12 @@ async def test_audit_verify_names_an_edited_row(
     monkeypatch.setenv("RTC_SECRET_KEY", settings.secret_key)
 
     # The CLI runs its own event loop, so it goes to a thread.
-    assert await asyncio.to_thread(cli.main, ["audit", "verify"]) == 0
+    assert await asyncio.to_thread(cli.main, ["audit", "seal"]) == 0
     assert "audit log intact" in capsys.readouterr().out
 
     async with session_factory() as s:
         failure = (await s.exec(select(AuditEvent).where(AuditEvent.action == "login.failure"))).one()
-        assert failure.seq is not None  # sealed into the chain by the verify run
+        assert failure.seq is not None  # sealed into the chain
         await s.exec(text("UPDATE audit_event SET outcome='success' WHERE id=:id").bindparams(id=failure.id))
         await s.commit()
     assert await asyncio.to_thread(cli.main, ["audit", "verify"]) == 1

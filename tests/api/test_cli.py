@@ -106,3 +106,19 @@ def test_import_writes_an_audit_row_per_patient_without_health_data(tmp_path: Pa
     assert all(family not in str(r) for r in rows)
     verify = run_cli(tmp_path, "audit", "verify")
     assert verify.returncode == 0 and "intact" in verify.stdout
+
+
+@pytest.mark.parametrize("shared", [
+    {"RTC_REDIS_URL": "redis://127.0.0.1:6379/0"},
+    {"RTC_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test"},
+])
+def test_several_instances_without_a_shared_key_refuse_to_start(
+    tmp_path: Path, shared: dict[str, str]
+) -> None:
+    """Each instance would generate its own key and could not read the others'
+    two-factor secrets: one clear line naming the variable instead."""
+    r = run_cli(tmp_path, "serve", "--port", "1", **shared)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "RTC_SECRET_KEY must be set" in lines[0]
+    assert not (tmp_path / "data" / "secret_key").exists()

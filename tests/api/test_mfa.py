@@ -111,7 +111,6 @@ async def test_a_totp_code_cannot_be_replayed(client, make_client, session_facto
 async def test_wrong_codes_end_the_partial_session(
     client, session_factory, secrets_seen, monkeypatch
 ) -> None:
-    monkeypatch.setattr(login, "DELAY_STEP_SECONDS", 0.01)
     user_id = await create_user(session_factory, "pat.rivera", role=Role.patient)
     await sign_in(client, "pat.rivera", secrets_seen)
     secret = (await client.post("/api/v1/account/mfa/setup",
@@ -196,7 +195,6 @@ async def test_setup_from_a_full_session_needs_the_password(
 ) -> None:
     """A hijacked full session must not be able to turn two-factor on (and so
     control the owner's next sign-ins) without the password."""
-    monkeypatch.setattr(login, "DELAY_STEP_SECONDS", 0.01)
     user_id = await create_user(session_factory, "pat.rivera", role=Role.patient)
     assert (await sign_in(client, "pat.rivera", secrets_seen))["status"] == "ok"
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from rtc_server.audit import AuditEvent
 from rtc_server.auth.models import AuthSession
 from rtc_server.auth.tokens import token_hash
 from rtc_server.db import as_utc, utcnow
@@ -117,11 +118,11 @@ async def test_user_lists_sessions_and_ends_another_one(
     assert (await client.delete(f"/api/v1/account/sessions/{other['id']}")).status_code == 404
 
 
-async def test_someone_elses_session_id_is_not_found(
+async def test_someone_elses_session_id_is_not_found_and_the_attempt_is_audited(
     client, make_client, session_factory, secrets_seen
 ) -> None:
     await create_user(session_factory, "maria.lopez")
-    await create_user(session_factory, "john.smith")
+    john_id = await create_user(session_factory, "john.smith")
     await sign_in(client, "maria.lopez", secrets_seen)
     intruder = await make_client()
     await sign_in(intruder, "john.smith", secrets_seen)
@@ -130,8 +131,15 @@ async def test_someone_elses_session_id_is_not_found(
     ids = [x.public_id for x in maria_sessions]
     mine = {s["id"] for s in (await intruder.get("/api/v1/account/sessions")).json()}
     victim = next(i for i in ids if i not in mine)
-    assert (await intruder.delete(f"/api/v1/account/sessions/{victim}")).status_code == 404
+    r = await intruder.delete(f"/api/v1/account/sessions/{victim}")
+    unknown = await intruder.delete("/api/v1/account/sessions/0123456789abcdef")
+    assert r.status_code == unknown.status_code == 404
+    assert r.json()["error"]["message"] == unknown.json()["error"]["message"]
     assert (await client.get("/api/v1/account")).status_code == 200
+    async with session_factory() as s:
+        [row] = (await s.exec(select(AuditEvent).where(AuditEvent.outcome == "denied"))).all()
+    assert (row.action, row.actor_id, row.resource) == ("session.end", john_id, f"session:{victim}")
+    assert row.request_id == r.json()["error"]["request_id"]
 
 
 async def test_an_ended_session_cannot_be_revived_by_activity(client, session_factory, secrets_seen) -> None:

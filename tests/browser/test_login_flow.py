@@ -1,5 +1,6 @@
 """Logging in through the real page: a patient lands on the dashboard; a
-provider is taken through two-factor enrolment first, then to the staff page."""
+provider is taken through two-factor enrolment first (a screen of its own, titled
+for what it is and without a Register button), then to the clinic console."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from playwright.async_api import expect
 
 from rtc_server.auth.models import Role
+from tests.browser.axe import assert_accessible
 from tests.harness import PASSWORD, create_user, server_db
 
 pytestmark = pytest.mark.browser
@@ -39,9 +41,12 @@ async def test_patient_logs_in_and_lands_on_the_dashboard(
     await fill_login(page, live_server, "maria.lopez", "Not-The-Password-1")
     await page.get_by_text("Incorrect username or password").wait_for()
 
+    await assert_accessible(page, phone=True)
+
     await fill_login(page, live_server, "maria.lopez")
     await page.wait_for_url(re.compile(r"/app/dashboard\.html$"))
     await page.get_by_role("heading", name="Dashboard").wait_for()
+    await expect(page.locator("#welcome")).to_have_text("Welcome, Maria.Lopez.")
 
 
 async def test_provider_enrols_in_two_factor_on_the_login_page(
@@ -53,6 +58,12 @@ async def test_provider_enrols_in_two_factor_on_the_login_page(
     await fill_login(page, live_server, "dr.okafor")
 
     await page.get_by_role("heading", name="Set up two-factor authentication").wait_for()
+    # Past the password this is set-up, not log-in: its own title and no Register button.
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Secure your account")
+    await expect(page).to_have_title(re.compile(r"^Secure your account · "))
+    await expect(page.get_by_role("banner").get_by_role("link", name="Register")).to_have_count(0)
+    await expect(page.locator("#enrol-step code.secret")).to_be_visible()
+    await assert_accessible(page, phone=True)
     secret_text = await page.locator("#enrol-step code.secret").inner_text()
     secret = re.sub(r"\s+", "", secret_text)
     secrets_seen.add(secret)
@@ -64,10 +75,14 @@ async def test_provider_enrols_in_two_factor_on_the_login_page(
     codes = await page.get_by_role("list", name="Recovery codes").locator("li").all_inner_texts()
     secrets_seen.update(codes)
     assert len(codes) == 10
+    await assert_accessible(page)
     await page.get_by_role("button", name="I saved these").click()
-    await page.wait_for_url(re.compile(r"/staff/index\.html$"))
-    await page.get_by_role("heading", name="Clinic console").wait_for()
-    nav = page.get_by_role("navigation", name="Portal sections")
-    await expect(nav.get_by_role("link", name="Clinic console")).to_be_visible()
-    # Providers do not see the identity-verification queue (staff and admins do).
-    await expect(nav.get_by_role("link", name="Verification queue")).to_have_count(0)
+    await page.wait_for_url(re.compile(r"/console/index\.html$"))
+    await page.get_by_role("heading", name="Today").wait_for()
+    nav = page.get_by_role("navigation", name="Console sections")
+    await expect(nav.get_by_role("link", name="Today")).to_be_visible()
+    # Providers do not see the identity-verification queue (staff and admins do),
+    # nor the patient tabs.
+    await expect(nav.get_by_role("link", name="Verifications")).to_have_count(0)
+    await expect(nav.get_by_role("link", name="Medical Records")).to_have_count(0)
+    await expect(page.locator("#welcome")).to_contain_text("Welcome, Dr.Okafor.")

@@ -58,6 +58,7 @@ def test_every_page_of_the_contract_exists() -> None:
         "privacy.html", "app/dashboard.html", "app/appointments.html", "app/records.html",
         "app/messages.html", "app/visits.html", "app/account.html", "app/help.html",
         "staff/verifications.html", "admin/audit.html", "staff/index.html",
+        "app/security.html", "app/notifications.html", "errors/404.html",
     }
     assert expected <= names
 

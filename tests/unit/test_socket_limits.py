@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rtc_server.auth.ws_auth import SocketLimits
+from rtc_server.realtime.admission import SocketLimits
 
 
 def test_limits_hold_per_user_and_in_total_and_free_on_release() -> None:

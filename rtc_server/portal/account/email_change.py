@@ -11,18 +11,16 @@ address against ``pending_email``.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rtc_server import audit
 from rtc_server.auth import emailed_tokens
-from rtc_server.auth.current import Actor
+from rtc_server.auth.actor import Actor, RequestMeta
 from rtc_server.auth.models import TokenPurpose, User
 from rtc_server.config import Settings
 from rtc_server.errors import InvalidInput, NotFound
-from rtc_server.notify.mail import Mail
-from rtc_server.portal.account.notices import confirm_new_email, security_notice
+from rtc_server.notify.outbox import queue_mail
+from rtc_server.portal.account.notices import confirm_new_email, queue_security_notice
 from rtc_server.portal.account.service import (
     AccountOut,
     Address,
@@ -39,10 +37,10 @@ def _same_address(a: str | None, b: str | None) -> bool:
 
 
 async def update_contact(
-    db: AsyncSession, actor: Actor, change: ContactChange, *, settings: Settings, mailer: Any
-) -> tuple[AccountOut, list[Mail]]:
-    """Apply the fields present in ``change``; returns the account and the mails
-    to send (the link to the new address and a notice to the current one).
+    db: AsyncSession, actor: Actor, change: ContactChange, *, settings: Settings
+) -> AccountOut:
+    """Apply the fields present in ``change``; returns the account. A new email
+    address gets a confirmation link, and the current one a notice.
 
     An ``email`` different from the current one needs ``current_password``
     (422 on that field when missing or wrong; a wrong one counts toward the
@@ -57,7 +55,7 @@ async def update_contact(
         new_email = str(change.email)
         if not _same_address(new_email, user.email):
             # Before any change: a wrong password commits the failure count.
-            await require_password(db, actor, user, change.current_password, settings, mailer)
+            await require_password(db, actor, user, change.current_password, settings)
 
     changed: list[str] = []
     if "phone" in given and change.phone != user.phone:
@@ -91,21 +89,19 @@ async def update_contact(
         await record_action(db, actor, "account.email_change_request")
     if cancelled:
         await record_action(db, actor, "account.email_change_cancel")
-    await db.commit()
-
-    mails: list[Mail] = []
     if token and new_email:
-        mails.append(confirm_new_email(user=user, to=new_email, token=token, settings=settings))
-        mails += security_notice(
-            user=user, settings=settings, kind="email_change_requested",
+        queue_mail(db, confirm_new_email(user=user, to=new_email, token=token, settings=settings))
+        queue_security_notice(
+            db, user=user, settings=settings, kind="email_change_requested",
             subject="your email address is changing",
             what="Someone signed in to your account asked to change its email address. The "
                  "change takes effect only when the link sent to the new address is followed.",
         )
-    return account_view(user), mails
+    await db.commit()
+    return account_view(user)
 
 
-async def confirm_email(db: AsyncSession, *, token: str, request_id: str | None, ip: str | None) -> None:
+async def confirm_email(db: AsyncSession, *, token: str, meta: RequestMeta) -> None:
     """Follow an email-change link: the token is the proof, with or without a
     session. Raises NotFound (``token_invalid``) or Gone (``token_expired`` /
     ``token_used``); a link whose address is no longer the pending one is
@@ -117,7 +113,7 @@ async def confirm_email(db: AsyncSession, *, token: str, request_id: str | None,
     if not row.email or not _same_address(user.pending_email, row.email):
         await audit.record(
             db, action="account.email_change", outcome="failure", actor_id=user.id,
-            actor_role=user.role, resource=f"user:{user.id}", request_id=request_id, ip=ip,
+            actor_role=user.role, resource=f"user:{user.id}", request_id=meta.request_id, ip=meta.ip,
         )
         await db.commit()
         raise NotFound("This link is not valid.", code="token_invalid")
@@ -126,6 +122,6 @@ async def confirm_email(db: AsyncSession, *, token: str, request_id: str | None,
     db.add(user)
     await audit.record(
         db, action="account.email_change", actor_id=user.id, actor_role=user.role,
-        resource=f"user:{user.id}", request_id=request_id, ip=ip,
+        resource=f"user:{user.id}", request_id=meta.request_id, ip=meta.ip,
     )
     await db.commit()

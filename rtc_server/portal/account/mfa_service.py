@@ -4,27 +4,26 @@ Starting set-up from a full session needs the current password: whoever turns
 two-factor on controls the next sign-ins, so a hijacked session must not be
 able to do it. An enrolment session (``mfa_enroll``, opened by the password a
 moment ago) needs none. Turning two-factor on ends every other session of
-the account; turning it off needs the password and a code, and is for
-patients only.
+the account (their sockets close at once); turning it off needs the
+password and a code, and is for patients only. Each change mails a notice
+(queued in the outbox).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from pydantic import BaseModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rtc_server import audit
 from rtc_server.auth import login, mfa
-from rtc_server.auth.current import Actor
+from rtc_server.auth.actor import Actor
 from rtc_server.auth.models import SessionStage
 from rtc_server.auth.sessions import create_session, end_user_sessions
 from rtc_server.config import Settings
 from rtc_server.errors import Conflict, Forbidden, InvalidInput, Unauthorized
-from rtc_server.notify.mail import Mail
-from rtc_server.portal.account.notices import security_notice
+from rtc_server.portal.account.notices import queue_security_notice
 from rtc_server.portal.account.service import load_user, record_action, require_password
 
 
@@ -39,7 +38,6 @@ class MfaConfirmed:
     recovery_codes: list[str]
     #: Set when an enrolment session became a full one: the route sets the cookie.
     new_session_token: str | None = None
-    mails: list[Mail] = field(default_factory=list)
 
 
 def _require_setup_stage(actor: Actor) -> None:
@@ -48,7 +46,7 @@ def _require_setup_stage(actor: Actor) -> None:
 
 
 async def mfa_setup(
-    db: AsyncSession, actor: Actor, settings: Settings, *, current_password: str | None, mailer: Any
+    db: AsyncSession, actor: Actor, settings: Settings, *, current_password: str | None
 ) -> MfaSetupOut:
     """A new pending secret (replacing any earlier pending one); it takes effect
     only when a code from it is confirmed. A full session must give
@@ -58,7 +56,7 @@ async def mfa_setup(
     if user.mfa_enabled:
         raise Conflict("Two-factor authentication is already on.", code="mfa_already_enabled")
     if actor.stage == SessionStage.full:
-        await require_password(db, actor, user, current_password, settings, mailer)
+        await require_password(db, actor, user, current_password, settings)
     secret = mfa.new_secret()
     user.mfa_secret = mfa.encrypt_secret(settings.secret, user.id or 0, secret)
     db.add(user)
@@ -69,11 +67,11 @@ async def mfa_setup(
 
 
 async def mfa_confirm(
-    db: AsyncSession, actor: Actor, *, code: str, settings: Settings, mailer: Any
+    db: AsyncSession, actor: Actor, *, code: str, settings: Settings
 ) -> MfaConfirmed:
     """Turn two-factor on with a code from the pending secret; returns ten
-    recovery codes (shown once) and the notice to send. Every other session of
-    the account ends; an enrolment session is replaced by a new full one."""
+    recovery codes (shown once). Every other session of the account ends; an
+    enrolment session is replaced by a new full one."""
     _require_setup_stage(actor)
     user = await load_user(db, actor)
     if user.mfa_enabled:
@@ -86,7 +84,7 @@ async def mfa_confirm(
         raise Conflict("Start the set-up again.", code="mfa_setup_required") from None
     if not await mfa.verify_totp(db, user.id or 0, secret, code.strip()):
         await login.refuse_signed_in(db, user=user, meta=actor.meta, settings=settings,
-                                     mailer=mailer, action="mfa.enable")
+                                     action="mfa.enable")
         raise InvalidInput("code", "That code is not right. Enter the code your app shows now.")
     user.mfa_enabled = True
     db.add(user)
@@ -102,31 +100,30 @@ async def mfa_confirm(
     else:
         await end_user_sessions(db, user.id or 0, keep=actor.session_id)
     await record_action(db, actor, "mfa.enable")
-    await db.commit()
-    mails = security_notice(
-        user=user, settings=settings, kind="mfa_enabled", subject="two-factor authentication is on",
+    queue_security_notice(
+        db, user=user, settings=settings, kind="mfa_enabled", subject="two-factor authentication is on",
         what="Two-factor authentication was turned on for your patient portal account, and any "
              "other signed-in sessions were signed out.",
     )
-    return MfaConfirmed(recovery_codes=codes, new_session_token=new_token, mails=mails)
+    await db.commit()
+    return MfaConfirmed(recovery_codes=codes, new_session_token=new_token)
 
 
 async def mfa_disable(
     db: AsyncSession, actor: Actor, *, current_password: str, code: str, settings: Settings,
-    mailer: Any,
-) -> list[Mail]:
-    """Patients only (for other roles two-factor is required). Returns the notice to send."""
+) -> None:
+    """Patients only (for other roles two-factor is required; the refusal is audited)."""
     user = await load_user(db, actor)
-    if mfa.mfa_required_for(user.role):
-        await record_action(db, actor, "mfa.disable", outcome="denied")
-        await db.commit()
-        raise Forbidden("Your role requires two-factor authentication.", code="mfa_required_for_role")
+    actor.require(not mfa.mfa_required_for(user.role), action="mfa.disable",
+                  resource=f"user:{actor.user_id}",
+                  error=Forbidden("Your role requires two-factor authentication.",
+                                  code="mfa_required_for_role"))
     if not user.mfa_enabled:
         raise Conflict("Two-factor authentication is already off.", code="mfa_not_enabled")
-    await require_password(db, actor, user, current_password, settings, mailer)
+    await require_password(db, actor, user, current_password, settings)
     if await mfa.check_code(db, user, code, settings.secret) is None:
         await login.refuse_signed_in(db, user=user, meta=actor.meta, settings=settings,
-                                     mailer=mailer, action="mfa.disable")
+                                     action="mfa.disable")
         raise InvalidInput("code", "That code is not right.")
     user.mfa_enabled = False
     user.mfa_secret = None
@@ -134,8 +131,8 @@ async def mfa_disable(
     await mfa.delete_recovery_codes(db, user.id or 0)
     await mfa.forget_steps(db, user.id or 0)
     await record_action(db, actor, "mfa.disable")
-    await db.commit()
-    return security_notice(
-        user=user, settings=settings, kind="mfa_disabled", subject="two-factor authentication is off",
+    queue_security_notice(
+        db, user=user, settings=settings, kind="mfa_disabled", subject="two-factor authentication is off",
         what="Two-factor authentication was turned off for your patient portal account.",
     )
+    await db.commit()

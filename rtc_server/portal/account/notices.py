@@ -3,15 +3,18 @@ a notice to the account's address after every change that matters for
 security, so a hijacked session cannot quietly take an account over.
 
 They are ``notify.mail.Mail`` values (plain text and HTML, anything a
-person typed escaped in the HTML) built by the services and sent by the
-routes after the response with ``with_mail``, so no request waits for SMTP.
+person typed escaped in the HTML) that the services queue in the outbox in
+their transaction (``notify.outbox``), so no request waits for SMTP.
 """
 
 from __future__ import annotations
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from rtc_server.auth.models import User
 from rtc_server.config import Settings
 from rtc_server.notify.mail import Mail, compose, link
+from rtc_server.notify.outbox import queue_mail
 
 
 def _name(user: User) -> str:
@@ -42,3 +45,11 @@ def security_notice(*, user: User, settings: Settings, kind: str, subject: str, 
         [f"{what} If this wasn't you, reset your password now and contact the clinic."],
         ("Reset your password", f"{settings.base_url}/forgot-password.html"),
     )]
+
+
+def queue_security_notice(
+    db: AsyncSession, *, user: User, settings: Settings, kind: str, subject: str, what: str
+) -> None:
+    """Queue ``security_notice`` in ``db``'s transaction (sent after it commits)."""
+    for mail in security_notice(user=user, settings=settings, kind=kind, subject=subject, what=what):
+        queue_mail(db, mail)

@@ -1,27 +1,22 @@
 """Account Settings endpoints (``/account/*``); the rules live in ``service``,
-``email_change`` and ``mfa_service``. Mails the services return go out after
-the response (``with_mail``)."""
+``email_change`` and ``mfa_service``, which also queue the mail they send."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from rtc_server.api import api_route, json_response, no_content, read_body
-from rtc_server.auth.current import require_actor
-from rtc_server.auth.sessions import set_session_cookie
-from rtc_server.context import db, mailer, meta, settings
-from rtc_server.notify.live import announce_session_change
-from rtc_server.notify.mail import with_mail
+from rtc_server.api import ApiRoute, Call, json_response, no_content
+from rtc_server.auth.cookies import set_session_cookie
+from rtc_server.auth.routes import MfaCodeIn
 from rtc_server.portal.account import email_change, mfa_service, service
 from rtc_server.portal.account.mfa_service import MfaConfirmed, MfaSetupOut
 from rtc_server.portal.account.service import (
     AccountOut,
     ContactChange,
     NotificationPrefs,
-    SessionOut,
+    SessionRow,
 )
 
 
@@ -55,10 +50,6 @@ class MfaSetupIn(BaseModel):
     current_password: str | None = Field(default=None, max_length=1024)
 
 
-class MfaCodeIn(BaseModel):
-    code: str = Field(min_length=1, max_length=64)
-
-
 class MfaDisable(BaseModel):
     current_password: str = Field(min_length=1, max_length=1024)
     code: str = Field(min_length=1, max_length=64)
@@ -68,158 +59,118 @@ class RecoveryCodesOut(BaseModel):
     recovery_codes: list[str]
 
 
-async def get_account(request: Request) -> Response:
+async def get_account(call: Call) -> Response:
     """The signed-in user's settings (never a hash or an answer)."""
-    actor = await require_actor(request)
-    async with db(request) as session:
-        return json_response(await service.get_account(session, actor))
+    return json_response(await service.get_account(call.db, call.actor))
 
 
-async def update_contact(request: Request) -> Response:
+async def update_contact(call: Call) -> Response:
     """Phone and address now; a new email after its confirmation link."""
-    actor = await require_actor(request)
-    body = await read_body(request, ContactChange)
-    async with db(request) as session:
-        out, mails = await email_change.update_contact(
-            session, actor, body, settings=settings(request), mailer=mailer(request)
-        )
-    return with_mail(json_response(out), request, mails)
+    return json_response(
+        await email_change.update_contact(call.db, call.actor, call.body, settings=call.settings)
+    )
 
 
-async def confirm_email(request: Request) -> Response:
+async def confirm_email(call: Call) -> Response:
     """Follow the link mailed to a new address (works with or without a session)."""
-    body = await read_body(request, EmailConfirm)
-    m = meta(request)
-    async with db(request) as session:
-        await email_change.confirm_email(session, token=body.token, request_id=m.request_id, ip=m.ip)
+    await email_change.confirm_email(call.db, token=call.body.token, meta=call.meta)
     return json_response(StatusOut(status="email_confirmed"))
 
 
-async def change_username(request: Request) -> Response:
+async def change_username(call: Call) -> Response:
     """A new username (needs the current password)."""
-    actor = await require_actor(request)
-    body = await read_body(request, UsernameChange)
-    async with db(request) as session:
-        out, mails = await service.change_username(
-            session, actor, username=body.username, current_password=body.current_password,
-            settings=settings(request), mailer=mailer(request),
-        )
-    return with_mail(json_response(out), request, mails)
+    return json_response(await service.change_username(
+        call.db, call.actor, username=call.body.username,
+        current_password=call.body.current_password, settings=call.settings,
+    ))
 
 
-async def change_password(request: Request) -> Response:
+async def change_password(call: Call) -> Response:
     """A new password (needs the current one); other sessions end."""
-    actor = await require_actor(request)
-    body = await read_body(request, PasswordChange)
-    async with db(request) as session:
-        mails = await service.change_password(
-            session, actor, current_password=body.current_password, new_password=body.new_password,
-            settings=settings(request), mailer=mailer(request),
-        )
-    return with_mail(json_response(StatusOut(status="password_changed")), request, mails)
+    await service.change_password(
+        call.db, call.actor, current_password=call.body.current_password,
+        new_password=call.body.new_password, settings=call.settings,
+    )
+    return json_response(StatusOut(status="password_changed"))
 
 
-async def change_security_question(request: Request) -> Response:
+async def change_security_question(call: Call) -> Response:
     """A new security question and answer (the answer is stored hashed)."""
-    actor = await require_actor(request)
-    body = await read_body(request, SecurityQuestionChange)
-    async with db(request) as session:
-        out, mails = await service.set_security_question(
-            session, actor, current_password=body.current_password,
-            question=body.security_question, answer=body.security_answer,
-            settings=settings(request), mailer=mailer(request),
-        )
-    return with_mail(json_response(out), request, mails)
+    return json_response(await service.set_security_question(
+        call.db, call.actor, current_password=call.body.current_password,
+        question=call.body.security_question, answer=call.body.security_answer,
+        settings=call.settings,
+    ))
 
 
-async def set_notifications(request: Request) -> Response:
+async def set_notifications(call: Call) -> Response:
     """Email and text-message choices per kind of notification."""
-    actor = await require_actor(request)
-    body = await read_body(request, NotificationPrefs)
-    async with db(request) as session:
-        return json_response(await service.set_notifications(session, actor, body))
+    return json_response(await service.set_notifications(call.db, call.actor, call.body))
 
 
-async def list_sessions(request: Request) -> Response:
+async def list_sessions(call: Call) -> Response:
     """The account's live sessions; ``current`` marks this one."""
-    actor = await require_actor(request)
-    async with db(request) as session:
-        rows = await service.list_sessions(session, actor, settings(request))
+    rows = await service.list_sessions(call.db, call.actor, call.settings)
     return json_response([r.model_dump(mode="json") for r in rows])
 
 
-async def end_session(request: Request) -> Response:
-    """End one of your sessions (404 if it is not yours)."""
-    actor = await require_actor(request)
-    public_id = str(request.path_params["id"])[:64]
-    async with db(request) as session:
-        await service.end_own_session(session, actor, public_id)
-    await announce_session_change(request, actor.user_id)
+async def end_session(call: Call) -> Response:
+    """End one of your sessions (404 if it is not yours); its sockets close at once."""
+    await service.end_own_session(call.db, call.actor, call.path_str("id"))
     return no_content()
 
 
-async def mfa_setup(request: Request) -> Response:
+async def mfa_setup(call: Call) -> Response:
     """Start two-factor set-up: a new secret as text, URI and QR code (a full
     session must give the current password)."""
-    actor = await require_actor(request, allow_partial=True)
-    body = await read_body(request, MfaSetupIn)
-    async with db(request) as session:
-        out = await mfa_service.mfa_setup(
-            session, actor, settings(request), current_password=body.current_password,
-            mailer=mailer(request),
-        )
-    return json_response(out)
+    return json_response(await mfa_service.mfa_setup(
+        call.db, call.actor, call.settings, current_password=call.body.current_password,
+    ))
 
 
-async def mfa_confirm(request: Request) -> Response:
+async def mfa_confirm(call: Call) -> Response:
     """Turn two-factor on with a code; returns recovery codes once."""
-    actor = await require_actor(request, allow_partial=True)
-    body = await read_body(request, MfaCodeIn)
-    async with db(request) as session:
-        result: MfaConfirmed = await mfa_service.mfa_confirm(
-            session, actor, code=body.code, settings=settings(request), mailer=mailer(request)
-        )
+    result: MfaConfirmed = await mfa_service.mfa_confirm(
+        call.db, call.actor, code=call.body.code, settings=call.settings
+    )
     response = json_response(RecoveryCodesOut(recovery_codes=result.recovery_codes))
     if result.new_session_token:
-        set_session_cookie(response, result.new_session_token, settings(request))
-    return with_mail(response, request, result.mails)
+        set_session_cookie(response, result.new_session_token, call.settings)
+    return response
 
 
-async def mfa_disable(request: Request) -> Response:
+async def mfa_disable(call: Call) -> Response:
     """Turn two-factor off (patients only; needs the password and a code)."""
-    actor = await require_actor(request)
-    body = await read_body(request, MfaDisable)
-    async with db(request) as session:
-        mails = await mfa_service.mfa_disable(
-            session, actor, current_password=body.current_password, code=body.code,
-            settings=settings(request), mailer=mailer(request),
-        )
-    return with_mail(no_content(), request, mails)
+    await mfa_service.mfa_disable(
+        call.db, call.actor, current_password=call.body.current_password, code=call.body.code,
+        settings=call.settings,
+    )
+    return no_content()
 
 
 _T = "account"
 
 routes: list[BaseRoute] = [
-    api_route("/account", get_account, methods=["GET"], response=AccountOut, tag=_T),
-    api_route("/account/contact", update_contact, methods=["PATCH"], body=ContactChange,
-              response=AccountOut, tag=_T),
-    api_route("/account/email/confirm", confirm_email, methods=["POST"], body=EmailConfirm,
-              response=StatusOut, tag=_T, auth="public"),
-    api_route("/account/username", change_username, methods=["POST"], body=UsernameChange,
-              response=AccountOut, tag=_T),
-    api_route("/account/password", change_password, methods=["POST"], body=PasswordChange,
-              response=StatusOut, tag=_T),
-    api_route("/account/security-question", change_security_question, methods=["POST"],
-              body=SecurityQuestionChange, response=AccountOut, tag=_T),
-    api_route("/account/notifications", set_notifications, methods=["PUT"], body=NotificationPrefs,
-              response=AccountOut, tag=_T),
-    api_route("/account/sessions", list_sessions, methods=["GET"], response=SessionOut,
-              response_list=True, tag=_T),
-    api_route("/account/sessions/{id}", end_session, methods=["DELETE"], status_code=204, tag=_T),
-    api_route("/account/mfa/setup", mfa_setup, methods=["POST"], body=MfaSetupIn,
-              response=MfaSetupOut, tag=_T),
-    api_route("/account/mfa/confirm", mfa_confirm, methods=["POST"], body=MfaCodeIn,
-              response=RecoveryCodesOut, tag=_T),
-    api_route("/account/mfa/disable", mfa_disable, methods=["POST"], body=MfaDisable,
-              status_code=204, tag=_T),
+    ApiRoute("/account", get_account, methods=["GET"], response=AccountOut, tag=_T),
+    ApiRoute("/account/contact", update_contact, methods=["PATCH"], body=ContactChange,
+             response=AccountOut, tag=_T),
+    ApiRoute("/account/email/confirm", confirm_email, methods=["POST"], body=EmailConfirm,
+             response=StatusOut, tag=_T, auth="public"),
+    ApiRoute("/account/username", change_username, methods=["POST"], body=UsernameChange,
+             response=AccountOut, tag=_T),
+    ApiRoute("/account/password", change_password, methods=["POST"], body=PasswordChange,
+             response=StatusOut, tag=_T),
+    ApiRoute("/account/security-question", change_security_question, methods=["POST"],
+             body=SecurityQuestionChange, response=AccountOut, tag=_T),
+    ApiRoute("/account/notifications", set_notifications, methods=["PUT"], body=NotificationPrefs,
+             response=AccountOut, tag=_T),
+    ApiRoute("/account/sessions", list_sessions, methods=["GET"], response=SessionRow,
+             response_list=True, tag=_T),
+    ApiRoute("/account/sessions/{id}", end_session, methods=["DELETE"], status_code=204, tag=_T),
+    ApiRoute("/account/mfa/setup", mfa_setup, methods=["POST"], body=MfaSetupIn,
+             response=MfaSetupOut, tag=_T, auth="partial"),
+    ApiRoute("/account/mfa/confirm", mfa_confirm, methods=["POST"], body=MfaCodeIn,
+             response=RecoveryCodesOut, tag=_T, auth="partial"),
+    ApiRoute("/account/mfa/disable", mfa_disable, methods=["POST"], body=MfaDisable,
+             status_code=204, tag=_T),
 ]

@@ -5,15 +5,15 @@ are in ``email_change``, two-factor in ``mfa_service``).
 Every change that matters for security needs the current password (a wrong
 one counts toward the sign-in lockout like a failed log-in), is audited, and
 is announced by email to the account's address, so a hijacked session cannot
-quietly take an account over. Services that mail return the ``Mail`` values;
-the route sends them after the response (``notify.mail.with_mail``).
+quietly take an account over. Mail is queued in the outbox in the same
+transaction (``notify.outbox``); ending sessions closes their sockets at once
+(``auth.sessions``).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, field_validator
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rtc_server import audit
 from rtc_server.auth import emailed_tokens, login, mfa
 from rtc_server.auth.accounts import normalize_username, username_problems, username_taken
-from rtc_server.auth.current import Actor
+from rtc_server.auth.actor import Actor
 from rtc_server.auth.models import AuthSession, Role, TokenPurpose, User
 from rtc_server.auth.password_policy import password_problems
 from rtc_server.auth.passwords import hash_secret, normalize_answer, verify_secret
@@ -31,23 +31,15 @@ from rtc_server.auth.sessions import end_session, end_user_sessions, is_live
 from rtc_server.config import Settings
 from rtc_server.db import as_utc, utcnow
 from rtc_server.errors import InvalidInput, NotFound, Unauthorized
-from rtc_server.notify.mail import Mail
-from rtc_server.portal.account.notices import security_notice
+from rtc_server.portal.account.notices import queue_security_notice
+from rtc_server.rules import answer_problem, blank_to_none, clean_question, question_problem, zip_problem
 
 NOTIFICATION_KINDS = ("appointment_reminders", "new_messages", "lab_results", "refill_updates")
 DEFAULT_CHANNELS = {"email": True, "sms": False}
 _PHONE = re.compile(r"^\+?[0-9 ().-]{7,32}$")
-_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
 
 
 # --- shapes ------------------------------------------------------------------
-
-def _blank_to_none(value: Any) -> Any:
-    if isinstance(value, str):
-        value = value.strip()
-        return value or None
-    return value
-
 
 class Address(BaseModel):
     line: str | None = Field(default=None, max_length=200)
@@ -55,13 +47,14 @@ class Address(BaseModel):
     state: str | None = Field(default=None, max_length=50)
     zip: str | None = Field(default=None, max_length=10)
 
-    _blank = field_validator("line", "city", "state", "zip", mode="before")(_blank_to_none)
+    _blank = field_validator("line", "city", "state", "zip", mode="before")(blank_to_none)
 
     @field_validator("zip")
     @classmethod
     def _zip(cls, value: str | None) -> str | None:
-        if value is not None and not _ZIP.match(value):
-            raise ValueError("Enter a 5-digit ZIP code (or ZIP+4).")
+        problem = zip_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
         return value
 
 
@@ -74,7 +67,7 @@ class ContactChange(BaseModel):
     #: Needed only when ``email`` differs from the current address.
     current_password: str | None = Field(default=None, max_length=1024)
 
-    _blank = field_validator("email", "phone", mode="before")(_blank_to_none)
+    _blank = field_validator("email", "phone", mode="before")(blank_to_none)
 
     @field_validator("phone")
     @classmethod
@@ -120,7 +113,7 @@ class AccountOut(BaseModel):
     role: Role
 
 
-class SessionOut(BaseModel):
+class SessionRow(BaseModel):
     id: str
     created_at: datetime
     last_seen_at: datetime
@@ -166,7 +159,7 @@ async def record_action(db: AsyncSession, actor: Actor, action: str, outcome: st
 
 
 async def require_password(
-    db: AsyncSession, actor: Actor, user: User, password: str | None, settings: Settings, mailer: Any
+    db: AsyncSession, actor: Actor, user: User, password: str | None, settings: Settings
 ) -> None:
     """A missing current password is a 422 on ``current_password``; a wrong
     one is too, and counts toward the sign-in lockout (committing the count),
@@ -176,7 +169,7 @@ async def require_password(
         raise InvalidInput("current_password", "Enter your current password.")
     if not await verify_secret(user.password_hash, password):
         await login.refuse_signed_in(db, user=user, meta=actor.meta, settings=settings,
-                                     mailer=mailer, action="account.reauth_failure")
+                                     action="account.reauth_failure")
         raise InvalidInput("current_password", "Your current password is not right.")
 
 
@@ -190,11 +183,10 @@ async def get_account(db: AsyncSession, actor: Actor) -> AccountOut:
 
 async def change_username(
     db: AsyncSession, actor: Actor, *, username: str, current_password: str, settings: Settings,
-    mailer: Any,
-) -> tuple[AccountOut, list[Mail]]:
-    """A new username (needs the current password); returns the account and the notice."""
+) -> AccountOut:
+    """A new username (needs the current password); a notice goes to the account's address."""
     user = await load_user(db, actor)
-    await require_password(db, actor, user, current_password, settings, mailer)
+    await require_password(db, actor, user, current_password, settings)
     problems = username_problems(username)
     if problems:
         raise InvalidInput.many(("username", m) for m in problems)
@@ -210,31 +202,29 @@ async def change_username(
     user.username_norm = normalize_username(username)
     db.add(user)
     await record_action(db, actor, "account.username_change")
+    if old != user.username:
+        queue_security_notice(
+            db, user=user, settings=settings, kind="username_changed",
+            subject="your username was changed",
+            what="The username of your patient portal account was changed.",
+        )
     try:
         await db.commit()
     except IntegrityError:
         await db.rollback()
         raise InvalidInput("username", "That username is taken; choose another.") from None
-    mails: list[Mail] = []
-    if old != user.username:
-        mails = security_notice(
-            user=user, settings=settings, kind="username_changed",
-            subject="your username was changed",
-            what="The username of your patient portal account was changed.",
-        )
-    return account_view(user), mails
+    return account_view(user)
 
 
 async def change_password(
-    db: AsyncSession, actor: Actor, *, current_password: str, new_password: str,
-    settings: Settings, mailer: Any,
-) -> list[Mail]:
-    """Set a new password; every other session of the account ends, and every
-    unused password-reset and email-change link stops working (a pending email
-    change is dropped), so nothing issued before the change outlives it.
-    Returns the notice to send."""
+    db: AsyncSession, actor: Actor, *, current_password: str, new_password: str, settings: Settings,
+) -> None:
+    """Set a new password; every other session of the account ends (their
+    sockets close at once), and every unused password-reset and email-change
+    link stops working (a pending email change is dropped), so nothing issued
+    before the change outlives it. A notice goes to the account's address."""
     user = await load_user(db, actor)
-    await require_password(db, actor, user, current_password, settings, mailer)
+    await require_password(db, actor, user, current_password, settings)
     problems = password_problems(new_password, user.username)
     if problems:
         raise InvalidInput.many(("new_password", m) for m in problems)
@@ -247,41 +237,40 @@ async def change_password(
     await end_user_sessions(db, user.id or 0, keep=actor.session_id)
     await emailed_tokens.revoke(db, user.id or 0, TokenPurpose.password_reset, TokenPurpose.email_change)
     await record_action(db, actor, "password.change")
-    await db.commit()
-    return security_notice(
-        user=user, settings=settings, kind="password_changed", subject="your password was changed",
+    queue_security_notice(
+        db, user=user, settings=settings, kind="password_changed", subject="your password was changed",
         what="The password of your patient portal account was changed, and any other "
              "signed-in sessions were signed out.",
     )
+    await db.commit()
 
 
 async def set_security_question(
     db: AsyncSession, actor: Actor, *, current_password: str, question: str, answer: str,
-    settings: Settings, mailer: Any,
-) -> tuple[AccountOut, list[Mail]]:
-    """A new question and answer (the answer stored hashed); returns the account and the notice."""
+    settings: Settings,
+) -> AccountOut:
+    """A new question and answer (the answer stored hashed; the rules are
+    ``rtc_server.rules``'); a notice goes to the account's address."""
     user = await load_user(db, actor)
-    await require_password(db, actor, user, current_password, settings, mailer)
+    await require_password(db, actor, user, current_password, settings)
     fields = []
-    q = " ".join(question.split())
-    if not 5 <= len(q) <= 200:
-        fields.append(("security_question", "Write a question of 5 to 200 characters."))
-    norm = normalize_answer(answer)
-    if not 3 <= len(norm) <= 200:
-        fields.append(("security_answer", "Write an answer of 3 to 200 characters."))
+    if problem := question_problem(question):
+        fields.append(("security_question", problem))
+    if problem := answer_problem(answer, password=current_password):
+        fields.append(("security_answer", problem))
     if fields:
         raise InvalidInput.many(fields)
-    user.security_question = q
-    user.security_answer_hash = await hash_secret(norm)
+    user.security_question = clean_question(question)
+    user.security_answer_hash = await hash_secret(normalize_answer(answer))
     db.add(user)
     await record_action(db, actor, "account.security_question_change")
-    await db.commit()
-    mails = security_notice(
-        user=user, settings=settings, kind="security_question_changed",
+    queue_security_notice(
+        db, user=user, settings=settings, kind="security_question_changed",
         subject="your security question was changed",
         what="The security question of your patient portal account was changed.",
     )
-    return account_view(user), mails
+    await db.commit()
+    return account_view(user)
 
 
 async def set_notifications(db: AsyncSession, actor: Actor, prefs: NotificationPrefs) -> AccountOut:
@@ -306,7 +295,7 @@ async def set_notifications(db: AsyncSession, actor: Actor, prefs: NotificationP
 
 # --- sessions ----------------------------------------------------------------
 
-async def list_sessions(db: AsyncSession, actor: Actor, settings: Settings) -> list[SessionOut]:
+async def list_sessions(db: AsyncSession, actor: Actor, settings: Settings) -> list[SessionRow]:
     rows = (
         await db.exec(
             select(AuthSession)
@@ -316,7 +305,7 @@ async def list_sessions(db: AsyncSession, actor: Actor, settings: Settings) -> l
     ).all()
     now = utcnow()
     return [
-        SessionOut(
+        SessionRow(
             id=s.public_id, created_at=as_utc(s.created_at) or now,
             last_seen_at=as_utc(s.last_seen_at) or now, user_agent=s.user_agent, ip=s.ip,
             current=s.id == actor.session_id,
@@ -326,17 +315,19 @@ async def list_sessions(db: AsyncSession, actor: Actor, settings: Settings) -> l
 
 
 async def end_own_session(db: AsyncSession, actor: Actor, public_id: str) -> None:
-    """End one of the caller's sessions; another user's id looks absent (404)."""
+    """End one of the caller's sessions (its sockets close at once). Another
+    user's session looks absent (404), and that refusal is audited as ``denied``."""
     sess = (
         await db.exec(
             select(AuthSession).where(
-                AuthSession.public_id == public_id, AuthSession.user_id == actor.user_id,
-                col(AuthSession.ended_at).is_(None),
+                AuthSession.public_id == public_id, col(AuthSession.ended_at).is_(None),
             )
         )
     ).first()
     if sess is None:
         raise NotFound("No such session.")
+    actor.require(sess.user_id == actor.user_id, action="session.end",
+                  resource=f"session:{public_id}", error=NotFound("No such session."))
     await end_session(db, sess.id)
     await audit.record(
         db, action="session.end", actor_id=actor.user_id, actor_role=actor.role,

@@ -29,8 +29,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rtc_server.records.models import Patient
 from rtc_server.records.names import normalize_name
 
-ZIP_PATTERN = re.compile(r"^\d{5}(-?\d{4})?$")
-
 #: More rows than this sharing a name and birth date is not a person, it is bad data.
 _MAX_CANDIDATES = 20
 

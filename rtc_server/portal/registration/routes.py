@@ -1,41 +1,80 @@
-"""Registration, activation, the password policy, and the staff verification queue.
+"""Registration, activation, the sign-up rules, and the staff verification queue.
 
-Replies that must not tell whether a record or an account exists are built
-before any mail is sent: mail goes in a background task after the response,
-and they take at least ``timing.MIN_RESPONSE_SECONDS`` whatever was found.
+Replies that must not tell whether a record or an account exists (register,
+resend) take at least ``Settings.response_floor_seconds`` whatever was found
+(``floor=True``), and their mail is queued in the outbox, sent by a worker.
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from pydantic import BaseModel, Field
-from starlette.requests import Request
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from rtc_server.api import api_route, json_response, path_int, read_body
-from rtc_server.auth.current import require_actor
+from rtc_server import rules
+from rtc_server.api import ApiRoute, Call, json_response
 from rtc_server.auth.password_policy import MAX_LENGTH, MIN_LENGTH, RULES
-from rtc_server.auth.timing import response_floor
-from rtc_server.context import db, meta, settings
 from rtc_server.db import as_utc
-from rtc_server.notify.mail import with_mail
-from rtc_server.portal.registration import service, verification
-from rtc_server.portal.registration.service import CHECK_EMAIL_MESSAGE, RegisterForm
+from rtc_server.portal.registration import activation, service, verification
+from rtc_server.portal.registration.service import RegisterForm
 
 
 class CheckEmailOut(BaseModel):
     status: str = "check_email"
-    message: str = CHECK_EMAIL_MESSAGE
+    message: str
+    review_business_days: int
 
 
-class ActivateIn(BaseModel):
+class SignUpRulesOut(BaseModel):
+    """The rules the sign-up and activation pages check as people type (the
+    server's 422 messages stay authoritative). Patterns are ECMAScript, ``u`` flag."""
+
+    name_max: int
+    birth_date_min: date
+    zip_pattern: str
+    username_min: int
+    username_max: int
+    username_pattern: str
+    username_rule: str
+    password_min: int
+    password_max: int
+    question_min: int
+    question_max: int
+    answer_min: int
+    answer_max: int
+    review_business_days: int
+
+
+class TokenIn(BaseModel):
     token: str
+
+
+class ActivationStartOut(BaseModel):
+    step: activation.Step
+    first_name: str | None
+
+
+class ActivateIn(activation.Credentials):
+    model_config = ConfigDict(extra="ignore")
+
+    token: str
+
+
+class FieldProblemOut(BaseModel):
+    field: str
+    message: str
+
+
+class ActivationCheckOut(BaseModel):
+    username_available: bool | None
+    fields: list[FieldProblemOut]
 
 
 class ActivatedOut(BaseModel):
     status: str = "activated"
+    username: str
 
 
 class ResendIn(BaseModel):
@@ -65,6 +104,7 @@ class RecordOnFileOut(BaseModel):
     name: str
     birth_date: date
     zip: str | None
+    email: str | None
     mrn: str | None
     phone: str | None
 
@@ -88,38 +128,61 @@ class DecisionOut(BaseModel):
     status: str
 
 
-async def register(request: Request) -> Response:
+async def register(call: Call) -> Response:
     """Register against the record on file (same reply whether or not it matched)."""
-    async with response_floor():
-        form = await read_body(request, RegisterForm)
-        async with db(request) as session:
-            mails = await service.register(session, form=form, meta=meta(request),
-                                           settings=settings(request))
-    return with_mail(json_response(CheckEmailOut(), 202), request, mails)
+    await service.register(call.db, form=call.body, meta=call.meta, settings=call.settings)
+    return json_response(CheckEmailOut(message=service.check_email_message(call.settings),
+                                      review_business_days=service.review_days(call.settings)), 202)
 
 
-async def activate(request: Request) -> Response:
-    """Activate an account with the emailed token."""
-    body = await read_body(request, ActivateIn)
-    async with db(request) as session:
-        await service.activate(session, token=body.token, meta=meta(request))
-    return json_response(ActivatedOut())
+async def sign_up_rules(call: Call) -> Response:
+    """The sign-up rules, for the pages to check before sending."""
+    return json_response(SignUpRulesOut(
+        name_max=service.NAME_MAX, birth_date_min=service.EARLIEST_BIRTH,
+        zip_pattern=rules.ZIP_PATTERN.pattern,
+        username_min=rules.USERNAME_MIN, username_max=rules.USERNAME_MAX,
+        # Python's \w is Unicode-aware; this is its ECMAScript spelling (``u`` flag).
+        username_pattern=r"^[\p{L}\p{N}_.@+\-]+$", username_rule=rules.USERNAME_RULE,
+        password_min=MIN_LENGTH, password_max=MAX_LENGTH,
+        question_min=rules.QUESTION_MIN, question_max=rules.QUESTION_MAX,
+        answer_min=rules.ANSWER_MIN, answer_max=rules.ANSWER_MAX,
+        review_business_days=service.review_days(call.settings),
+    ))
 
 
-async def resend_activation(request: Request) -> Response:
+async def activation_start(call: Call) -> Response:
+    """What the activation page asks for; the link stays unused."""
+    got = await activation.start(call.db, token=call.body.token)
+    return json_response(ActivationStartOut(step=got.step, first_name=got.first_name))
+
+
+async def activation_check(call: Call) -> Response:
+    """Live check of a username (free?) and password (rules) for a live link."""
+    got = await activation.check(call.db, token=call.body.token, choice=call.body, meta=call.meta,
+                                settings=call.settings)
+    return json_response(ActivationCheckOut(
+        username_available=got.username_available,
+        fields=[FieldProblemOut(field=f, message=m) for f, m in got.problems],
+    ))
+
+
+async def activate(call: Call) -> Response:
+    """Activate an account with the emailed link, choosing its username and password."""
+    username = await activation.activate(call.db, token=call.body.token, choice=call.body,
+                                        meta=call.meta, settings=call.settings)
+    return json_response(ActivatedOut(username=username))
+
+
+async def resend_activation(call: Call) -> Response:
     """Email a new activation link to a pending account (always 202)."""
-    async with response_floor():
-        body = await read_body(request, ResendIn)
-        async with db(request) as session:
-            mails = await service.resend_activation(session, email=body.email,
-                                                    meta=meta(request), settings=settings(request))
-    return with_mail(json_response(AcceptedOut(), 202), request, mails)
+    await activation.resend(call.db, email=call.body.email, meta=call.meta, settings=call.settings)
+    return json_response(AcceptedOut(), 202)
 
 
-async def password_policy(_request: Request) -> Response:
+async def password_policy(call: Call) -> Response:
     """The password rules, to show before someone types (the 422 messages are authoritative)."""
     return json_response(PasswordPolicyOut(min_length=MIN_LENGTH, max_length=MAX_LENGTH,
-                                           rules=RULES[1:]))
+                                          rules=RULES[1:]))
 
 
 def _verification_out(item: verification.Verification) -> VerificationOut:
@@ -132,54 +195,50 @@ def _verification_out(item: verification.Verification) -> VerificationOut:
             {k: str(reg.entered.get(k) or "") for k in EnteredOut.model_fields}
         ),
         patient=RecordOnFileOut(id=patient.id or 0, name=patient.display_name,
-                                birth_date=patient.birth_date, zip=patient.zip, mrn=patient.mrn,
-                                phone=patient.phone),
+                               birth_date=patient.birth_date, zip=patient.zip, email=patient.email,
+                               mrn=patient.mrn, phone=patient.phone),
     )
 
 
-async def list_verifications(request: Request) -> Response:
+async def list_verifications(call: Call) -> Response:
     """Registrations waiting for staff to confirm the patient's identity (staff and admins)."""
-    actor = await require_actor(request)
-    async with db(request) as session:
-        items = await verification.list_verifications(session, actor=actor)
+    items = await verification.list_verifications(call.db, actor=call.actor)
     return json_response([_verification_out(i).model_dump(mode="json") for i in items])
 
 
-async def approve(request: Request) -> Response:
+async def approve(call: Call) -> Response:
     """Identity confirmed: mail the activation link to the entered email."""
-    actor = await require_actor(request)
-    registration_id = path_int(request)
-    body = await read_body(request, ApproveIn)
-    async with db(request) as session:
-        mails = await verification.approve(session, actor=actor, registration_id=registration_id,
-                                      note=body.note, settings=settings(request))
-    return with_mail(json_response(DecisionOut(status="approved")), request, mails)
+    await verification.approve(call.db, actor=call.actor, registration_id=call.path_int(),
+                              note=call.body.note if call.body else None, settings=call.settings)
+    return json_response(DecisionOut(status="approved"))
 
 
-async def reject(request: Request) -> Response:
+async def reject(call: Call) -> Response:
     """Identity not confirmed: reject, freeing the record to be registered again."""
-    actor = await require_actor(request)
-    registration_id = path_int(request)
-    body = await read_body(request, RejectIn)
-    async with db(request) as session:
-        await verification.reject(session, actor=actor, registration_id=registration_id,
-                             reason=body.reason)
+    await verification.reject(call.db, actor=call.actor, registration_id=call.path_int(),
+                             reason=call.body.reason)
     return json_response(DecisionOut(status="rejected"))
 
 
 routes: list[BaseRoute] = [
-    api_route("/auth/register", register, methods=["POST"], body=RegisterForm,
-              response=CheckEmailOut, status_code=202, auth="public", tag="registration"),
-    api_route("/auth/activate", activate, methods=["POST"], body=ActivateIn,
-              response=ActivatedOut, auth="public", tag="registration"),
-    api_route("/auth/activate/resend", resend_activation, methods=["POST"], body=ResendIn,
-              response=AcceptedOut, status_code=202, auth="public", tag="registration"),
-    api_route("/auth/password-policy", password_policy, methods=["GET"],
-              response=PasswordPolicyOut, auth="public", tag="registration"),
-    api_route("/staff/verifications", list_verifications, methods=["GET"],
-              response=VerificationOut, response_list=True, tag="staff"),
-    api_route("/staff/verifications/{id:int}/approve", approve, methods=["POST"], body=ApproveIn,
-              response=DecisionOut, tag="staff"),
-    api_route("/staff/verifications/{id:int}/reject", reject, methods=["POST"], body=RejectIn,
-              response=DecisionOut, tag="staff"),
+    ApiRoute("/auth/register", register, methods=["POST"], body=RegisterForm,
+             response=CheckEmailOut, status_code=202, auth="public", tag="registration", floor=True),
+    ApiRoute("/auth/sign-up-rules", sign_up_rules, methods=["GET"],
+             response=SignUpRulesOut, auth="public", tag="registration"),
+    ApiRoute("/auth/activate/start", activation_start, methods=["POST"], body=TokenIn,
+             response=ActivationStartOut, auth="public", tag="registration"),
+    ApiRoute("/auth/activate/check", activation_check, methods=["POST"], body=ActivateIn,
+             response=ActivationCheckOut, auth="public", tag="registration"),
+    ApiRoute("/auth/activate", activate, methods=["POST"], body=ActivateIn,
+             response=ActivatedOut, auth="public", tag="registration"),
+    ApiRoute("/auth/activate/resend", resend_activation, methods=["POST"], body=ResendIn,
+             response=AcceptedOut, status_code=202, auth="public", tag="registration", floor=True),
+    ApiRoute("/auth/password-policy", password_policy, methods=["GET"],
+             response=PasswordPolicyOut, auth="public", tag="registration"),
+    ApiRoute("/staff/verifications", list_verifications, methods=["GET"],
+             response=VerificationOut, response_list=True, tag="staff"),
+    ApiRoute("/staff/verifications/{id:int}/approve", approve, methods=["POST"], body=ApproveIn,
+             response=DecisionOut, tag="staff"),
+    ApiRoute("/staff/verifications/{id:int}/reject", reject, methods=["POST"], body=RejectIn,
+             response=DecisionOut, tag="staff"),
 ]

@@ -1,22 +1,69 @@
-"""Patient registration against the record on file and activation (the staff
-identity-verification queue is in ``verification``).
+"""Patient registration against the record on file (activation is in
+``activation``, the staff identity-verification queue in ``verification``).
+
+Sign-up has two steps. Here, the person says who they are (name, birth date,
+ZIP, email) and accepts the terms; nothing else. Only after the record has
+confirmed them (the emailed link went to the address on file) or a person at
+the clinic has (staff approval mails the link), the activation page asks for
+a username, a password and a security question.
+
+Why the username is chosen at activation (security review, finding 4): a
+username field here had to say "taken" to anybody, which named every
+account, staff and admins included. Now this endpoint never looks at a
+username; availability is shown only on the activation page, to the holder
+of a live single-use link, and is throttled per link. It also means nothing
+secret is stored for a sign-up that nobody has confirmed, and a patient who
+waits days for staff review chooses the password when they need it, instead
+of having to remember one typed days before.
 
 What ``register`` guarantees:
 
 - Its reply never tells whether a record matched: every outcome returns the same
-  value, both secrets are hashed before anything is looked up, and mail goes out
-  after the response (see ``notify.mail``). Only input rules (422) and throttles
-  that apply whatever was found (429) can differ, and they depend on the input only.
+  value under the route's response floor, and mail is queued in the outbox and
+  sent by a worker after commit (``notify.outbox``), never on the request path.
+  Only input rules (422) and throttles that apply whatever was found (429) can
+  differ, and they depend on the input only.
 - A record with an email on file: the entered email must equal it; the
   activation link goes to that address only. A record with no email on file,
   or no zip on file (see ``matching``): the account waits for a person on staff
   to confirm the patient's identity; approval mails the link to the entered email.
 - A record with an account (active, or pending and still live) is never taken
   over. A pending account whose activation link has lapsed ("stale") is removed
-  when its record or its username is registered again, so an abandoned sign-up
-  blocks neither. One waiting for staff is not stale: staff reject it to free it.
-- A rejected registration keeps its row for the record of the decision; its user
-  is disabled, detached from the record and loses its username and secrets.
+  when its record is registered again, so an abandoned sign-up never blocks it.
+  One waiting for staff is not stale: staff reject it to free it.
+
+Who gets mail, and why that is no oracle (staff-review honesty, UX review #2).
+Let T be the address typed, R the address on the matched record, A the
+address of the record's account:
+
+=====================================  ===============================================
+case                                   mail
+=====================================  ===============================================
+no record matches                      T: "request received" (general)
+match, T = R, confirmed by zip         T: activation link
+match, T = R, no zip on file (staff)   T: "a person will check, within N business days"
+match, R on file, T != R               R: "someone tried"; T: "request received"
+match, no R on file (staff review)     T: "request received" (general)
+record already has an active account   A: "someone tried"; T: "request received" unless T = A
+record has a live pending sign-up      T: "request received"
+=====================================  ===============================================
+
+So a mailbox someone can type in always gets exactly one message, and that
+message is the general "request received" one unless the mailbox is the one
+the clinic has on file for that record (whose owner may learn about their own
+record). A stranger typing their own address therefore gets the same single
+message whether the details matched a record, matched one that goes to staff,
+or matched nothing: mail/no-mail tells nothing. The cost is that a patient
+whose record has no email on file cannot be told for certain that a person is
+checking: the general message (and the page) says what happens in each case,
+with the review time from settings, and tells them to call if they hear
+nothing. Nobody is mailed when staff reject (that would confirm the record to
+whoever typed the details); the copy says to call the clinic instead.
+
+The general message goes only to an address somebody typed: it names nobody,
+carries no typed text, and at most ``RECEIPT_PER_ADDRESS`` of them reach one
+address a day (a silent limit, counted for every sign-up whatever matched), so
+the form cannot be used to mail-bomb.
 
 Every outcome is audited as ``registration.submit``; the resource names the
 reason for failures (``registration:no_match`` ...) and carries no personal data.
@@ -29,18 +76,20 @@ outcome ``denied``. Limits are counted before the work they guard, atomically
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import date
 
-from pydantic import BaseModel
-from sqlalchemy import delete, func
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rtc_server import audit
 from rtc_server.auth import emailed_tokens, throttle
-from rtc_server.auth.accounts import normalize_email, normalize_username, username_problems
+from rtc_server.auth.accounts import normalize_email
+from rtc_server.auth.actor import RequestMeta
 from rtc_server.auth.models import (
     AccountToken,
     Registration,
@@ -50,43 +99,45 @@ from rtc_server.auth.models import (
     User,
     UserStatus,
 )
-from rtc_server.auth.password_policy import password_problems
-from rtc_server.auth.passwords import hash_secret, normalize_answer
 from rtc_server.config import PRIVACY_VERSION, TERMS_VERSION, Settings
-from rtc_server.context import RequestMeta
 from rtc_server.db import utcnow
-from rtc_server.errors import Gone, InvalidInput, NotFound, RateLimited
+from rtc_server.errors import InvalidInput, RateLimited
 from rtc_server.notify.mail import Mail, link
+from rtc_server.notify.outbox import queue_mail
 from rtc_server.portal.registration import mail
-from rtc_server.portal.registration.matching import ZIP_PATTERN, MatchKind, find_record
-from rtc_server.records.models import Patient
+from rtc_server.portal.registration.matching import MatchKind, find_record
 from rtc_server.records.names import normalize_name
-
-CHECK_EMAIL_MESSAGE = "If the details match our records, we've sent the next steps to your email."
+from rtc_server.rules import zip_problem
 
 REGISTER_PER_IP = (10, 3600)
 REGISTER_PER_PERSON = (5, 86400)  # same name + birth date, matched or not: may answer 429
 REGISTER_PER_RECORD = (3, 86400)  # matched record: silent, the reply must not change
-RESEND_PER_IP = (10, 3600)
-RESEND_PER_EMAIL = (3, 3600)
+RECEIPT_PER_ADDRESS = (3, 86400)  # "request received" to one typed address: silent
+#: Business days a person at the clinic takes to check a sign-up (when settings say nothing).
+DEFAULT_REVIEW_DAYS = 2
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_EARLIEST_BIRTH = date(1900, 1, 1)
+EARLIEST_BIRTH = date(1900, 1, 1)
 NAME_MAX = 100
-QUESTION_MAX = 200
-ANSWER_MIN, ANSWER_MAX = 3, 200
+#: Accounts waiting for their owner to choose a username hold this, plus random
+#: characters, as ``username_norm`` ('~' is not allowed in usernames).
+PENDING_USERNAME_PREFIX = "~pending~"
+#: A password hash nothing verifies against, until the owner chooses one.
+UNUSABLE_HASH = "!"
 
 
 class RegisterForm(BaseModel):
+    """Who the person is. Fields that older clients sent (``username``,
+    ``password``, the security question) are ignored: they are chosen at
+    activation now."""
+
+    model_config = ConfigDict(extra="ignore")
+
     first_name: str
     last_name: str
     birth_date: str
     zip: str
     email: str
-    username: str
-    password: str
-    security_question: str
-    security_answer: str
     accept_terms: bool
     accept_privacy: bool
 
@@ -98,10 +149,23 @@ class CleanForm:
     birth_date: date
     zip: str
     email: str
-    username: str
-    password: str
-    security_question: str
-    security_answer: str
+
+
+def review_days(settings: Settings) -> int:
+    """How many business days a staff check takes, as the clinic configured it."""
+    return int(getattr(settings, "verification_review_days", DEFAULT_REVIEW_DAYS))
+
+
+def check_email_message(settings: Settings) -> str:
+    """The one reply every accepted sign-up gets (true in every case)."""
+    days = review_days(settings)
+    span = "1 business day" if days == 1 else f"{days} business days"
+    return (
+        "We've sent an email to the address you gave. If we can confirm your details with "
+        "your record, it has a link to choose your username and password. If a person at "
+        f"the clinic needs to check your details first, that takes up to {span}, and you "
+        "will get an email with the link once they have confirmed them."
+    )
 
 
 # --- input rules -----------------------------------------------------------
@@ -128,7 +192,7 @@ def _birth_date(value: str) -> tuple[date | None, str | None]:
         return None, "That date does not exist; check the day and month."
     if born >= utcnow().date():
         return None, "Your date of birth must be in the past."
-    if born < _EARLIEST_BIRTH:
+    if born < EARLIEST_BIRTH:
         return None, "Check the year of your date of birth."
     return born, None
 
@@ -142,26 +206,11 @@ def check_form(form: RegisterForm) -> CleanForm:
     if date_problem:
         problems.append(("birth_date", date_problem))
     zip_code = form.zip.strip()
-    if not ZIP_PATTERN.match(zip_code):
-        problems.append(("zip", "Enter a 5-digit zip code, or ZIP+4 such as 12345-6789."))
+    if zip_msg := zip_problem(zip_code):
+        problems.append(("zip", zip_msg))
     email = normalize_email(form.email)
     if email is None:
         problems.append(("email", "Enter a valid email address, such as name@example.com."))
-    username = form.username.strip()
-    problems += [("username", m) for m in username_problems(username)]
-    problems += [("password", m) for m in password_problems(form.password, username)]
-    question = form.security_question.strip()
-    if not question:
-        problems.append(("security_question", "Choose or write a security question."))
-    elif len(question) > QUESTION_MAX:
-        problems.append(("security_question", f"Use at most {QUESTION_MAX} characters."))
-    answer = normalize_answer(form.security_answer)
-    if len(answer) < ANSWER_MIN:
-        problems.append(("security_answer", f"Use at least {ANSWER_MIN} characters."))
-    elif len(answer) > ANSWER_MAX:
-        problems.append(("security_answer", f"Use at most {ANSWER_MAX} characters."))
-    elif answer == normalize_answer(form.password):
-        problems.append(("security_answer", "Your answer must not be your password."))
     if not form.accept_terms:
         problems.append(("accept_terms", "You must accept the Terms and Conditions of Use to register."))
     if not form.accept_privacy:
@@ -171,14 +220,13 @@ def check_form(form: RegisterForm) -> CleanForm:
     assert born is not None and email is not None
     return CleanForm(
         first_name=form.first_name.strip(), last_name=form.last_name.strip(), birth_date=born,
-        zip=zip_code, email=email, username=username, password=form.password,
-        security_question=question, security_answer=form.security_answer,
+        zip=zip_code, email=email,
     )
 
 
 # --- stale pending accounts -------------------------------------------------
 
-async def _is_stale(db: AsyncSession, user: User) -> bool:
+async def is_stale(db: AsyncSession, user: User) -> bool:
     """A pending account whose activation can no longer happen without a new sign-up."""
     if user.status != UserStatus.pending:
         return False
@@ -198,27 +246,22 @@ async def _is_stale(db: AsyncSession, user: User) -> bool:
     return live is None
 
 
-async def _remove_if_stale(db: AsyncSession, user: User | None) -> bool:
-    if user is None or not await _is_stale(db, user):
+async def remove_if_stale(db: AsyncSession, user: User | None) -> bool:
+    if user is None or not await is_stale(db, user):
         return False
     await db.exec(delete(User).where(col(User.id) == user.id))  # type: ignore[call-overload]
     await db.flush()
     return True
 
 
-async def _user_by_username(db: AsyncSession, username: str) -> User | None:
-    return (
-        await db.exec(select(User).where(User.username_norm == normalize_username(username)))
-    ).first()
-
-
 # --- registration -----------------------------------------------------------
 
 async def register(
     db: AsyncSession, *, form: RegisterForm, meta: RequestMeta, settings: Settings
-) -> list[Mail]:
-    """Take a sign-up; returns the mail to send after replying. The caller replies
-    202 ``CHECK_EMAIL_MESSAGE`` whatever happened here (short of 422/429)."""
+) -> None:
+    """Take a sign-up; its mail is queued in the outbox (sent after commit). The
+    caller replies 202 ``check_email_message`` whatever happened here (short of
+    422/429), under the response floor."""
     clean = check_form(form)
     secret = settings.secret
     ip = meta.ip or "unknown"
@@ -228,25 +271,39 @@ async def register(
                        clean.birth_date.isoformat()))
     await _limit(db, "registration.submit", throttle.key_for("register:person", person, secret),
                  REGISTER_PER_PERSON, meta)
-    # Both hashes, always: a miss costs as much time as a match.
-    password_hash = await hash_secret(clean.password)
-    answer_hash = await hash_secret(normalize_answer(clean.security_answer))
+    # Counted for every sign-up, matched or not, so whether the receipt goes
+    # out depends on how often this address was typed, never on the records.
+    receipts = await throttle.count(
+        throttle.engine_of(db), throttle.key_for("register:receipt", clean.email.lower(), secret),
+        window_seconds=RECEIPT_PER_ADDRESS[1])
+    mailed = await _register_person(db, clean, meta, settings)
+    if not any(same_email(to, clean.email) for to in mailed) and \
+            receipts.count <= RECEIPT_PER_ADDRESS[0]:
+        queue_mail(db, mail.request_received(to=clean.email, clinic=settings.clinic_name,
+                                             review_days=review_days(settings)))
+        await db.commit()
 
-    holder = await _user_by_username(db, clean.username)
-    if holder is not None and not await _remove_if_stale(db, holder):
-        raise InvalidInput("username", "That username is taken; choose another.")
-    await db.commit()
 
-    async def outcome(result: str, reason: str, patient_id: int | None = None) -> None:
+async def _register_person(
+    db: AsyncSession, clean: CleanForm, meta: RequestMeta, settings: Settings
+) -> list[str]:
+    """The record-dependent part of ``register``: queues (and commits) the mail
+    that only the owner of the address on file may see (see the module
+    docstring's table); returns the addresses it mailed."""
+
+    async def outcome(result: str, reason: str, patient_id: int | None = None,
+                      mails: list[Mail] | None = None) -> list[str]:
+        for m in mails or []:
+            queue_mail(db, m)
         await audit.record(db, action="registration.submit", outcome=result, patient_id=patient_id,
                            resource=f"registration:{reason}", request_id=meta.request_id, ip=meta.ip)
         await db.commit()
+        return [m.to for m in mails or []]
 
     match = await find_record(db, first_name=clean.first_name, last_name=clean.last_name,
                               birth_date=clean.birth_date, zip_code=clean.zip)
     if match is None:
-        await outcome("failure", "no_match")
-        return []
+        return await outcome("failure", "no_match")
     patient = match.patient
     assert patient.id is not None
     patient_id = patient.id
@@ -255,60 +312,51 @@ async def register(
         await throttle.hit(throttle.engine_of(db), f"register:record:{patient_id}",
                            limit=REGISTER_PER_RECORD[0], window_seconds=REGISTER_PER_RECORD[1])
     except RateLimited:
-        await outcome("failure", "throttled", patient_id)
-        return []
+        return await outcome("failure", "throttled", patient_id)
 
     existing = (await db.exec(select(User).where(User.patient_id == patient_id))).first()
-    if existing is not None and not await _remove_if_stale(db, existing):
-        await outcome("failure", "has_account", patient_id)
+    if existing is not None and not await remove_if_stale(db, existing):
+        notice = []
         if existing.status == UserStatus.active and existing.email:
-            return [mail.registration_attempt(to=existing.email, name=patient.given_name,
-                                              clinic=settings.clinic_name)]
-        return []
+            notice = [mail.registration_attempt(to=existing.email, name=patient.given_name,
+                                                clinic=settings.clinic_name)]
+        return await outcome("failure", "has_account", patient_id, notice)
 
     if patient.email and not same_email(patient.email, clean.email):
-        await outcome("failure", "email_mismatch", patient_id)
-        return [mail.registration_attempt(to=patient.email, name=patient.given_name,
-                                          clinic=settings.clinic_name)]
+        return await outcome("failure", "email_mismatch", patient_id, [mail.registration_attempt(
+            to=patient.email, name=patient.given_name, clinic=settings.clinic_name)])
 
     verify = match.kind == MatchKind.needs_verification or not patient.email
     now = utcnow()
     user = User(
-        username=clean.username, username_norm=normalize_username(clean.username),
-        password_hash=password_hash, role=Role.patient, status=UserStatus.pending,
+        # No username, password or security answer yet: the owner chooses them
+        # on the activation page (see the module docstring).
+        username="", username_norm=PENDING_USERNAME_PREFIX + secrets.token_hex(12),
+        password_hash=UNUSABLE_HASH, role=Role.patient, status=UserStatus.pending,
         patient_id=patient_id, display_name=patient.display_name,
         email=None if verify else patient.email,
         # Contact details start as the clinic has them on file; the patient
         # can change them in Account Settings.
         phone=patient.phone, address_line=patient.address_line, city=patient.city,
         state=patient.state, zip=patient.zip,
-        security_question=clean.security_question, security_answer_hash=answer_hash,
         terms_version=TERMS_VERSION, privacy_version=PRIVACY_VERSION, terms_accepted_at=now,
-        created_at=now, password_changed_at=now,
+        created_at=now,
     )
     db.add(user)
+    mails: list[Mail] = []
     try:
         await db.flush()
-    except IntegrityError:
-        # Another sign-up won the race for this username or this record.
-        await db.rollback()
-        if await _user_by_username(db, clean.username) is not None:
-            raise InvalidInput("username", "That username is taken; choose another.") from None
-        await outcome("failure", "has_account", patient_id)
-        return []
-    assert user.id is not None
-    reg = Registration(
-        user_id=user.id, patient_id=patient_id, created_at=now,
-        status=RegistrationStatus.awaiting_verification if verify else RegistrationStatus.awaiting_email,
-        entered={
-            "first_name": clean.first_name, "last_name": clean.last_name,
-            "birth_date": clean.birth_date.isoformat(), "zip": clean.zip, "email": clean.email,
-        },
-    )
-    db.add(reg)
-    mails: list[Mail] = []
-    user_id = user.id
-    try:
+        assert user.id is not None
+        user_id = user.id
+        db.add(Registration(
+            user_id=user_id, patient_id=patient_id, created_at=now,
+            status=(RegistrationStatus.awaiting_verification if verify
+                    else RegistrationStatus.awaiting_email),
+            entered={
+                "first_name": clean.first_name, "last_name": clean.last_name,
+                "birth_date": clean.birth_date.isoformat(), "zip": clean.zip, "email": clean.email,
+            },
+        ))
         await db.flush()
         if not verify:
             assert patient.email is not None
@@ -318,17 +366,23 @@ async def register(
                 to=patient.email, name=patient.given_name, clinic=settings.clinic_name,
                 url=link(settings.base_url, "activate.html", token),
             ))
+        elif patient.email:
+            # No zip on file, so a person checks; the address is the record's own.
+            mails.append(mail.review_started(to=patient.email, name=patient.given_name,
+                                             clinic=settings.clinic_name,
+                                             review_days=review_days(settings)))
+        for m in mails:
+            queue_mail(db, m)
         await audit.record(db, action="registration.submit", outcome="success",
                            patient_id=patient_id, resource=f"user:{user_id}",
                            request_id=meta.request_id, ip=meta.ip)
         await db.commit()
     except IntegrityError:
         # A parallel sign-up or a staff decision changed these rows under us:
-        # nothing of this one is kept, and the reply stays the same 202.
+        # nothing of this one is kept (its mail neither), and the reply stays the same 202.
         await db.rollback()
-        await outcome("failure", "conflict", patient_id)
-        return []
-    return mails
+        return await outcome("failure", "conflict", patient_id)
+    return [m.to for m in mails]
 
 
 async def _limit(
@@ -342,78 +396,3 @@ async def _limit(
                            request_id=meta.request_id, ip=meta.ip)
         await db.commit()
         raise RateLimited(retry_after=got.retry_after)
-
-
-# --- activation -------------------------------------------------------------
-
-async def activate(db: AsyncSession, *, token: str, meta: RequestMeta) -> None:
-    """Use an activation link: the pending account becomes active. Single use;
-    raises NotFound(token_invalid) or Gone(token_expired/token_used)."""
-    try:
-        row = await emailed_tokens.consume(db, token, TokenPurpose.activation)
-        user = await db.get(User, row.user_id)
-        if user is None or user.status != UserStatus.pending:
-            raise NotFound("This link is not valid.", code="token_invalid")
-    except (NotFound, Gone) as exc:
-        await db.rollback()
-        await audit.record(db, action="account.activate", outcome="failure",
-                           resource=f"token:{exc.code}", request_id=meta.request_id, ip=meta.ip)
-        await db.commit()
-        raise
-    now = utcnow()
-    user.status, user.activated_at = UserStatus.active, now
-    if row.email:
-        user.email = row.email
-    db.add(user)
-    reg = (await db.exec(select(Registration).where(Registration.user_id == user.id))).first()
-    if reg is not None:
-        reg.status = RegistrationStatus.activated
-        db.add(reg)
-    await audit.record(db, action="account.activate", outcome="success", actor_id=user.id,
-                       actor_role=Role.patient, patient_id=user.patient_id,
-                       resource=f"user:{user.id}", request_id=meta.request_id, ip=meta.ip)
-    await db.commit()
-
-
-async def resend_activation(
-    db: AsyncSession, *, email: str, meta: RequestMeta, settings: Settings
-) -> list[Mail]:
-    """New links for pending accounts at ``email`` that may activate (link sent
-    to the record's address, or staff approved). Silent otherwise."""
-    secret = settings.secret
-    await _limit(db, "account.activation_resend",
-                 throttle.key_for("resend:ip", meta.ip or "unknown", secret), RESEND_PER_IP, meta)
-    address = normalize_email(email)
-    if address is None:
-        return []
-    await _limit(db, "account.activation_resend",
-                 throttle.key_for("resend:email", address.lower(), secret), RESEND_PER_EMAIL, meta)
-    rows = (
-        await db.exec(
-            select(User, Registration)
-            .join(Registration, col(Registration.user_id) == col(User.id))
-            .where(
-                func.lower(User.email) == address.lower(),
-                User.status == UserStatus.pending,
-                col(Registration.status).in_(
-                    [RegistrationStatus.awaiting_email, RegistrationStatus.approved]
-                ),
-            )
-            .limit(5)
-        )
-    ).all()
-    mails = []
-    for user, reg in rows:
-        assert user.id is not None and user.email is not None
-        token = await emailed_tokens.issue(db, user_id=user.id, purpose=TokenPurpose.activation,
-                                           email=user.email)
-        patient = await db.get(Patient, reg.patient_id)
-        mails.append(mail.activation(
-            to=user.email, name=patient.given_name if patient else None,
-            clinic=settings.clinic_name, url=link(settings.base_url, "activate.html", token),
-        ))
-        await audit.record(db, action="account.activation_resend", outcome="success",
-                           patient_id=user.patient_id, resource=f"user:{user.id}",
-                           request_id=meta.request_id, ip=meta.ip)
-    await db.commit()
-    return mails

@@ -9,8 +9,17 @@ Guarantees:
   shown is audited as a read of that patient's details.
 - Of two people deciding one registration at once exactly one wins; the
   other gets 409 (``already_decided``).
-- Approval mails the activation link to the email the applicant entered;
-  rejection disables the account and frees the record and the username.
+- Approval mails the activation link to the email the applicant entered; on
+  the activation page they choose their username and password, as everyone
+  does. Rejection disables the account and frees the record. The applicant is
+  not mailed on rejection: that would confirm to whoever typed the details
+  that the record exists (see ``service``); the sign-up copy tells them to
+  call the clinic when they hear nothing.
+- Anyone else who asks (patients, providers) gets 403, and the refusal is
+  audited as ``denied`` with the action they tried.
+- Undo after Approve is the page's: it holds the approval for a few seconds
+  before sending it, so Undo really means nothing happened (no link exists
+  that would have to be chased and voided).
 """
 
 from __future__ import annotations
@@ -23,12 +32,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rtc_server import audit
 from rtc_server.auth import emailed_tokens
-from rtc_server.auth.current import Actor
+from rtc_server.auth.actor import Actor
 from rtc_server.auth.models import Registration, RegistrationStatus, Role, TokenPurpose, User, UserStatus
 from rtc_server.config import Settings
 from rtc_server.db import utcnow
 from rtc_server.errors import Conflict, InvalidInput, NotFound
-from rtc_server.notify.mail import Mail, link
+from rtc_server.notify.mail import link
+from rtc_server.notify.outbox import queue_mail
 from rtc_server.portal.registration import mail
 from rtc_server.records.models import Patient
 
@@ -39,11 +49,18 @@ class Verification:
     patient: Patient
 
 
+def _require_staff(actor: Actor, action: str, registration_id: int | None = None) -> None:
+    """Staff and admins only; anyone else gets Forbidden, audited as ``denied``
+    (``Actor.require_role``: the route writes the row)."""
+    resource = f"registration:{registration_id}" if registration_id else "registration:queue"
+    actor.require_role(Role.staff, Role.admin, action=action, resource=resource)
+
+
 async def list_verifications(db: AsyncSession, *, actor: Actor) -> list[Verification]:
     """Registrations waiting for a person to confirm the patient's identity,
     oldest first. Staff and admins only (Forbidden for anyone else, providers
     included); each record shown is audited as a read of that patient's details."""
-    actor.require_role(Role.staff, Role.admin)
+    _require_staff(actor, "registration.verification.view")
     rows = (
         await db.exec(
             select(Registration, Patient)
@@ -89,10 +106,10 @@ async def _decide(
 
 async def approve(
     db: AsyncSession, *, actor: Actor, registration_id: int, note: str | None, settings: Settings
-) -> list[Mail]:
+) -> None:
     """Staff confirmed the patient's identity: mail the activation link to the
     email the patient entered, which becomes the account's address."""
-    actor.require_role(Role.staff, Role.admin)
+    _require_staff(actor, "registration.approve", registration_id)
     reg, user = await _decide(db, actor=actor, registration_id=registration_id,
                               status=RegistrationStatus.approved, note=note)
     email = str(reg.entered.get("email") or "")
@@ -107,18 +124,18 @@ async def approve(
                        actor_role=actor.role, patient_id=reg.patient_id,
                        resource=f"registration:{reg.id}", request_id=actor.meta.request_id,
                        ip=actor.meta.ip)
-    await db.commit()
-    return [mail.activation(
+    queue_mail(db, mail.activation(
         to=email, name=str(reg.entered.get("first_name") or "") or None,
         clinic=settings.clinic_name, url=link(settings.base_url, "activate.html", token),
-    )]
+    ))
+    await db.commit()
 
 
 async def reject(db: AsyncSession, *, actor: Actor, registration_id: int, reason: str) -> None:
     """Staff could not confirm the identity. The registration is kept as rejected;
     its account is disabled and let go of the record and the username, so the
     record can be registered again, correctly."""
-    actor.require_role(Role.staff, Role.admin)
+    _require_staff(actor, "registration.reject", registration_id)
     reason = reason.strip()
     if not reason:
         raise InvalidInput("reason", "Say why the registration is rejected.")

@@ -181,16 +181,16 @@ async function request(method, path, { body, query, headers: extra, signal } = {
  * Call the API. `path` is relative to /api/v1 ("/auth/login").
  * Resolves to the parsed JSON (null for 204); rejects with ApiError.
  */
-export async function api(path, { method = "GET", body, query, signal } = {}) {
+export async function api(path, { method = "GET", body, query, signal, headers: extra = {} } = {}) {
   const verb = method.toUpperCase();
-  if (!UNSAFE.has(verb)) return request(verb, path, { query, signal });
+  if (!UNSAFE.has(verb)) return request(verb, path, { query, signal, headers: extra });
   const token = await csrfToken();
   try {
     return await request(verb, path, {
       body,
       query,
       signal,
-      headers: token ? { "X-CSRF-Token": token } : {},
+      headers: token ? { ...extra, "X-CSRF-Token": token } : extra,
     });
   } catch (error) {
     // A stale CSRF cookie (e.g. rotated at login) gets one fresh try.
@@ -200,7 +200,7 @@ export async function api(path, { method = "GET", body, query, signal } = {}) {
         body,
         query,
         signal,
-        headers: fresh ? { "X-CSRF-Token": fresh } : {},
+        headers: fresh ? { ...extra, "X-CSRF-Token": fresh } : extra,
       });
     }
     throw error;

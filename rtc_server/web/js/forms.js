@@ -3,6 +3,9 @@
 
 import { ApiError } from "./api.js";
 import { h, append, focusElement, uniqueId } from "./dom.js";
+// Every page with a form also gets the clinic's name, phone and hours in its header,
+// title and footer, even one whose HTML does not load shell.js itself.
+import "./shell.js";
 
 const SKIP_TYPES = new Set(["submit", "button", "reset", "file", "image"]);
 

@@ -19,7 +19,7 @@ function groupSecret(secret) {
   return String(secret).replace(/\s+/g, "").replace(/(.{4})(?=.)/g, "$1 ");
 }
 
-function codeForm(onCode, { submitLabel }) {
+function codeForm(onCode, { submitLabel, onCancel = null }) {
   const inputId = uniqueId("mfa-code");
   const hintId = `${inputId}-hint`;
   const form = h(
@@ -46,7 +46,12 @@ function codeForm(onCode, { submitLabel }) {
         text: "The code changes every 30 seconds. Enter the one shown now.",
       }),
     ),
-    h("div", { class: "form-actions" }, h("button", { class: "button", type: "submit", text: submitLabel })),
+    h(
+      "div",
+      { class: "form-actions" },
+      h("button", { class: "button", type: "submit", text: submitLabel }),
+      cancelButton(onCancel),
+    ),
   );
   handleSubmit(form, async (data) => onCode(data.code.replace(/\s+/g, "")), {
     fieldForCode: { invalid_code: "code" },
@@ -147,9 +152,8 @@ function showSetup(container, body, setup, { onDone, headingLevel, onCancel }) {
       const codes = Array.isArray(result && result.recovery_codes) ? result.recovery_codes : [];
       renderRecoveryCodes(container, codes, { onDone, headingLevel });
     },
-    { submitLabel: "Turn on two-factor authentication" },
+    { submitLabel: "Turn on two-factor authentication", onCancel },
   );
-  const actions = onCancel ? h("div", { class: "button-row" }, cancelButton(onCancel)) : null;
 
   replaceChildren(
     body,
@@ -164,7 +168,6 @@ function showSetup(container, body, setup, { onDone, headingLevel, onCancel }) {
       h("li", { text: "Enter the 6-digit code the app shows." }),
     ),
     form,
-    actions,
   );
 }
 

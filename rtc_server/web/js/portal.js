@@ -1,11 +1,13 @@
 // Portal layout for /app/*, /staff/*, /admin/*: session check, nav tabs, log out,
+// the compact phone header (Menu in the header bar; name and Log out inside the menu)
 // and the idle-timeout warning.
 
 import { get, post, ApiError, lastApiCallAt, onUnauthenticated, rememberCsrfToken } from "./api.js";
 import { h, replaceChildren, focusElement, notice } from "./dom.js";
 import { homeFor } from "./session.js";
+import "./shell.js";
 
-const PATIENT_TABS = [
+export const PATIENT_TABS = [
   { href: "/app/dashboard.html", label: "Dashboard" },
   { href: "/app/appointments.html", label: "Appointments" },
   { href: "/app/records.html", label: "Medical Records" },
@@ -16,15 +18,30 @@ const PATIENT_TABS = [
 ];
 /** Clinic tools, each with the roles that may use it (the server checks too). */
 export const CLINIC_TABS = [
-  { href: "/staff/index.html", label: "Clinic console", roles: ["provider", "staff", "admin"] },
+  { href: "/console/index.html", label: "Clinic console", roles: ["provider", "staff", "admin"] },
   { href: "/staff/verifications.html", label: "Verification queue", roles: ["staff", "admin"] },
   { href: "/admin/users.html", label: "Users", roles: ["admin"] },
   { href: "/admin/audit.html", label: "Audit log", roles: ["admin"] },
 ];
+const ACCOUNT_TAB = { href: "/app/account.html", label: "Account Settings" };
+/** Pages that belong to a tab without being one (Account Settings' sub-pages). */
+const TAB_OF = {
+  "/app/security.html": "/app/account.html",
+  "/app/notifications.html": "/app/account.html",
+  "/app/refills.html": "/app/messages.html",
+  "/app/records-print.html": "/app/records.html",
+};
 
-/** The tabs a role sees, in order: the portal tabs, then the clinic tools it may use. */
+/** How a role is named to people ("Provider", not "provider"). */
+export const ROLE_LABELS = { patient: "Patient", provider: "Provider", staff: "Front-desk staff", admin: "Administrator" };
+
+/**
+ * The tabs a role sees, in order. Patients get the portal's tabs; the clinic's people
+ * get only their tools and their own Account Settings, never the patient tabs.
+ */
 export function tabsFor(role) {
-  return [...PATIENT_TABS, ...CLINIC_TABS.filter((t) => t.roles.includes(role))];
+  if (role === "patient") return PATIENT_TABS;
+  return [...CLINIC_TABS.filter((t) => t.roles.includes(role)), ACCOUNT_TAB];
 }
 
 function currentPath() {
@@ -57,7 +74,7 @@ export function showPageError(message, ...extra) {
 function renderNav(user) {
   const nav = document.getElementById("portal-nav");
   if (!nav) return;
-  const here = window.location.pathname;
+  const here = TAB_OF[window.location.pathname] || window.location.pathname;
   const listId = "portal-nav-list";
   const list = h(
     "ul",
@@ -69,6 +86,9 @@ function renderNav(user) {
         h("a", { href: tab.href, "aria-current": tab.href === here ? "page" : null, text: tab.label }),
       ),
     ),
+    // On a phone the header bar holds only the clinic and Menu; the person's name and
+    // Log out live at the end of the menu (CSS shows this item only there).
+    h("li", { class: "portal-nav__account" }, userArea(user)),
   );
   const toggle = h("button", {
     type: "button",
@@ -83,7 +103,9 @@ function renderNav(user) {
     list.classList.toggle("is-collapsed", !open);
   });
   if (!nav.getAttribute("aria-label")) nav.setAttribute("aria-label", "Portal sections");
-  replaceChildren(nav, h("div", { class: "portal-nav__inner" }, toggle, list));
+  replaceChildren(nav, h("div", { class: "portal-nav__inner" }, list));
+  const bar = document.querySelector(".site-header__inner");
+  if (bar) bar.append(toggle);
 }
 
 async function logOut(button) {
@@ -100,20 +122,27 @@ async function logOut(button) {
   window.location.assign("/login.html");
 }
 
-function renderUser(user) {
-  const area = document.getElementById("portal-user");
-  if (!area) return;
+function userArea(user) {
   const button = h("button", {
     type: "button",
     class: "button button--secondary button--small",
     text: "Log out",
   });
   button.addEventListener("click", () => logOut(button));
-  replaceChildren(
-    area,
-    h("span", { class: "portal-user__name" }, h("span", { class: "visually-hidden", text: "Signed in as " }), user.display_name || user.username || ""),
+  return [
+    h(
+      "span",
+      { class: "portal-user__name" },
+      h("span", { class: "visually-hidden", text: "Signed in as " }),
+      user.display_name || user.username || "",
+    ),
     button,
-  );
+  ];
+}
+
+function renderUser(user) {
+  const area = document.getElementById("portal-user");
+  if (area) replaceChildren(area, userArea(user));
   const brand = document.querySelector(".site-header .brand");
   if (brand) brand.setAttribute("href", homeFor(user));
 }
@@ -167,13 +196,14 @@ class IdleWatch {
         "aria-describedby": "idle-desc",
         class: "idle-dialog",
       },
-      h("h2", { id: "idle-title", text: `You will be signed out in ${Math.round(this.warnMs / 1000)} seconds` }),
+      // The heading names no number: the countdown under it is the one clock on screen.
+      h("h2", { id: "idle-title", text: "You are about to be signed out" }),
       h(
         "p",
         { id: "idle-desc" },
         "For your privacy we sign you out after a period without activity. Choose “Stay signed in” to keep working.",
       ),
-      h("p", { class: "muted", "aria-hidden": "true" }, "Time left: ", this.countdown),
+      h("p", { class: "idle-dialog__time" }, "Time left: ", this.countdown),
       h("div", { class: "button-row" }, stay, leave),
     );
     stay.addEventListener("click", () => this.stay(stay));
@@ -223,8 +253,13 @@ class IdleWatch {
     } catch {
       // Already gone.
     }
-    window.location.assign("/login.html?expired=1");
+    window.location.assign(expiredLogin());
   }
+}
+
+/** The log-in page after a session ended, bringing the person back here afterwards. */
+function expiredLogin() {
+  return `/login.html?expired=1&next=${encodeURIComponent(currentPath())}`;
 }
 
 /**
@@ -262,7 +297,7 @@ export async function initPortal({ roles = null } = {}) {
   rememberCsrfToken(session.csrf_token);
   renderNav(session.user);
   renderUser(session.user);
-  onUnauthenticated(() => window.location.assign("/login.html?expired=1"));
+  onUnauthenticated(() => window.location.assign(expiredLogin()));
   new IdleWatch(session.idle_timeout_seconds).start();
 
   if (roles && !roles.includes(session.user.role)) {

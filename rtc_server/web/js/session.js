@@ -2,7 +2,7 @@
 
 /** The start page for a role: patients get their dashboard, the clinic its console. */
 export function homeFor(user) {
-  return user && user.role === "patient" ? "/app/dashboard.html" : "/staff/index.html";
+  return user && user.role === "patient" ? "/app/dashboard.html" : "/console/index.html";
 }
 
 /**

@@ -5,7 +5,8 @@ import { get, post, ApiError } from "../api.js";
 import { $, h, param, replaceChildren, focusElement, notice } from "../dom.js";
 import { handleSubmit, setFormAlert } from "../forms.js";
 import { runMfaEnrolment } from "../mfa.js";
-import { afterLogin } from "../session.js";
+import { afterLogin, safeNext } from "../session.js";
+import "../shell.js";
 
 const loginStep = $("#login-step");
 const mfaStep = $("#mfa-step");
@@ -14,11 +15,20 @@ const loginForm = $("#login-form");
 const mfaForm = $("#mfa-form");
 const next = param("next");
 
+const heading = $("#main h1");
+const registerLink = $("#header-register");
+
 function showNotices() {
   const box = $("#login-notices");
   const items = [];
+  const returning = Boolean(safeNext(next));
   if (param("expired") === "1") {
-    items.push(notice("info", h("p", { text: "Your session expired. Please log in again." })));
+    const text = returning
+      ? "Your session expired. Log in again to go back to the page you were on."
+      : "Your session expired. Please log in again.";
+    items.push(notice("info", h("p", { text })));
+  } else if (returning && param("resume") !== "1") {
+    items.push(notice("info", h("p", { text: "Please log in to continue to that page." })));
   }
   if (param("activated") === "1") {
     items.push(notice("success", h("p", { text: "Your account is active. Log in to continue." })));
@@ -32,8 +42,14 @@ function showNotices() {
   }
 }
 
+/** Show one step. Past the password the person has an account: no Register button,
+ *  and two-factor set-up gets its own title instead of "Log in". */
 function show(step) {
   for (const section of [loginStep, mfaStep, enrolStep]) section.hidden = section !== step;
+  if (registerLink) registerLink.hidden = step !== loginStep;
+  const title = step === enrolStep ? "Secure your account" : "Log in";
+  heading.textContent = title;
+  document.title = document.title.replace(/^[^·]*·/, `${title} ·`);
 }
 
 function finish(user) {

@@ -3,4 +3,4 @@
 
 import { initPortal } from "../portal.js";
 
-await initPortal();
+await initPortal({ roles: ["patient"] });

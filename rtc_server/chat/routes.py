@@ -1,0 +1,156 @@
+"""Secure messaging over plain HTTP (``/api/v1/conversations…``): everything a
+page needs works without a socket, so a phone on a bad network still gets
+through. Sending is idempotent on ``client_id`` (201 the first time, 200 with
+``Idempotent-Replayed: true`` for a resend, same id and seq). The rules live
+in ``service`` and ``manage``; frames of the live socket in ``ws``."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from rtc_server.api import ApiRoute, Call, json_response
+from rtc_server.chat import manage, service
+from rtc_server.chat.models import Status
+from rtc_server.chat.runtime import ChatRuntime
+from rtc_server.chat.shapes import (
+    ComposeInfoOut,
+    ConversationList,
+    ConversationOut,
+    ListQuery,
+    MessagesOut,
+    MessagesQuery,
+    ProviderOut,
+    ReadIn,
+    ReadOut,
+    RouteIn,
+    SendIn,
+    SentOut,
+    StartedOut,
+    StartIn,
+    UnreadOut,
+)
+
+_REPLAYED = {"Idempotent-Replayed": "true"}
+
+
+def chat_of(request: Request) -> ChatRuntime:
+    return request.app.state.chat  # type: ignore[no-any-return]
+
+
+async def list_conversations(call: Call) -> Response:
+    """Your conversations, newest activity first, with unread counts."""
+    q: ListQuery = call.query
+    return json_response(await service.list_conversations(
+        call.db, call.actor, archived=q.archived, status=q.status, limit=q.limit, offset=q.offset))
+
+
+async def start(call: Call) -> Response:
+    """Start a conversation with its first message (idempotent on ``client_id``)."""
+    out, created = await service.start_conversation(
+        call.db, chat_of(call.request), call.actor, call.body, now=call.deps.clock())
+    return json_response(out, 201) if created else json_response(out, 200, _REPLAYED)
+
+
+async def compose_info(call: Call) -> Response:
+    """Categories, the usual reply time and the emergency notice for the New Message page."""
+    return json_response(service.compose_info(chat_of(call.request)))
+
+
+async def unread(call: Call) -> Response:
+    """Unread messages in all your conversations (badges, dashboard)."""
+    return json_response(await service.unread(call.db, call.actor))
+
+
+async def route_targets(call: Call) -> Response:
+    """Providers a conversation can be routed to (providers and staff)."""
+    return json_response(await manage.route_targets(call.db, call.actor))
+
+
+async def get_conversation(call: Call) -> Response:
+    """One conversation with its members' read receipts (audited as an opening)."""
+    return json_response(await service.get_conversation(
+        call.db, chat_of(call.request), call.actor, call.path_int(), now=call.deps.clock()))
+
+
+async def list_messages(call: Call) -> Response:
+    """A page of messages in sequence order: newest by default, ``after`` a seq to
+    catch up, ``before`` a seq for older history (audited as an opening)."""
+    q: MessagesQuery = call.query
+    return json_response(await service.list_messages(
+        call.db, chat_of(call.request), call.actor, call.path_int(), after=q.after, before=q.before,
+        limit=q.limit, now=call.deps.clock()))
+
+
+async def send(call: Call) -> Response:
+    """Send a message; answered once it is stored. A resend with the same
+    ``client_id`` is not stored again: 200 with the first id and seq."""
+    stored = await service.post_message(
+        call.db, chat_of(call.request), call.actor, call.path_int(), body=call.body.body,
+        client_id=call.body.client_id, now=call.deps.clock())
+    out = service.sent_out(stored)
+    return json_response(out, 201) if stored.created else json_response(out, 200, _REPLAYED)
+
+
+async def mark_read(call: Call) -> Response:
+    """You have read everything up to ``seq`` (receipts only move forward)."""
+    return json_response(await service.mark_read(
+        call.db, call.actor, call.path_int(), call.body.seq, now=call.deps.clock()))
+
+
+async def archive(call: Call) -> Response:
+    """Archive the conversation for yourself (messages are kept: they are part of the record)."""
+    return json_response(await service.set_archived(
+        call.db, call.actor, call.path_int(), True, now=call.deps.clock()))
+
+
+async def unarchive(call: Call) -> Response:
+    """Bring an archived conversation back to the inbox."""
+    return json_response(await service.set_archived(
+        call.db, call.actor, call.path_int(), False, now=call.deps.clock()))
+
+
+async def close(call: Call) -> Response:
+    """Close the conversation (providers and staff)."""
+    return json_response(await manage.set_status(
+        call.db, call.actor, call.path_int(), Status.closed, now=call.deps.clock()))
+
+
+async def reopen(call: Call) -> Response:
+    """Reopen a closed conversation (providers and staff)."""
+    return json_response(await manage.set_status(
+        call.db, call.actor, call.path_int(), Status.open, now=call.deps.clock()))
+
+
+async def route(call: Call) -> Response:
+    """Route the conversation to another provider (providers and staff)."""
+    return json_response(await manage.route(
+        call.db, call.actor, call.path_int(), call.body.provider_id, now=call.deps.clock()))
+
+
+_T = "messaging"
+_ONE = "/conversations/{id:int}"
+
+routes: list[BaseRoute] = [
+    ApiRoute("/conversations", list_conversations, methods=["GET"], query=ListQuery,
+             response=ConversationList, tag=_T),
+    ApiRoute("/conversations", start, methods=["POST"], body=StartIn, response=StartedOut,
+             status_code=201, tag=_T),
+    ApiRoute("/conversations/compose-info", compose_info, methods=["GET"], response=ComposeInfoOut,
+             tag=_T),
+    ApiRoute("/conversations/unread", unread, methods=["GET"], response=UnreadOut, tag=_T),
+    ApiRoute("/conversations/route-targets", route_targets, methods=["GET"], response=ProviderOut,
+             response_list=True, tag=_T),
+    ApiRoute(_ONE, get_conversation, methods=["GET"], response=ConversationOut, tag=_T),
+    ApiRoute(_ONE + "/messages", list_messages, methods=["GET"], query=MessagesQuery,
+             response=MessagesOut, tag=_T),
+    ApiRoute(_ONE + "/messages", send, methods=["POST"], body=SendIn, response=SentOut,
+             status_code=201, tag=_T),
+    ApiRoute(_ONE + "/read", mark_read, methods=["POST"], body=ReadIn, response=ReadOut, tag=_T),
+    ApiRoute(_ONE + "/archive", archive, methods=["POST"], response=ConversationOut, tag=_T),
+    ApiRoute(_ONE + "/unarchive", unarchive, methods=["POST"], response=ConversationOut, tag=_T),
+    ApiRoute(_ONE + "/close", close, methods=["POST"], response=ConversationOut, tag=_T),
+    ApiRoute(_ONE + "/reopen", reopen, methods=["POST"], response=ConversationOut, tag=_T),
+    ApiRoute(_ONE + "/route", route, methods=["POST"], body=RouteIn, response=ConversationOut, tag=_T),
+]

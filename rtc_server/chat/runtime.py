@@ -1,0 +1,168 @@
+"""Messaging's per-instance machinery, built in the lifespan and kept on
+``app.state.chat``: the group-commit writer, the live relay, the per-person
+send rate and the coalesced unread notices.
+
+In ``app.py``'s lifespan, after the real-time layer has started::
+
+    app.state.chat = await start_chat(app.state.deps)
+    ...
+    await app.state.chat.close()        # before the real-time layer closes
+
+After each committed batch (``_after_store``): the messages are delivered to
+this instance's sockets at once (so local members keep chatting while Redis
+is away), then announced, ids and sequences only: ``chat.message`` on
+``conv:<id>`` for the other instances' followers, and ``chat.unread`` on
+``user:<id>`` for every other member's pages (tab badges, dashboard,
+console), at most once per person and conversation per
+``unread_notice_seconds`` with the latest sequence always following.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from rtc_server.broker.base import BrokerUnavailable, Event
+from rtc_server.chat.config import ChatLimits
+from rtc_server.chat.notices import Coalescer
+from rtc_server.chat.relay import KIND_MESSAGE, Cached, ChatRelay, message_frame
+from rtc_server.chat.writer import GroupWriter, Stored
+from rtc_server.deps import Deps
+from rtc_server.notify.events import conversation_channel, user_channel
+from rtc_server.realtime.ratelimit import TokenBucket
+
+log = logging.getLogger("rtc_server.chat")
+
+KIND_UNREAD = "chat.unread"
+#: Per-person buckets kept before idle (full) ones are dropped.
+_BUCKETS_KEPT = 10_000
+#: (conversation, user) pairs remembered as having a member row.
+_MEMBERS_KEPT = 100_000
+
+
+class ChatRuntime:
+    def __init__(self, deps: Deps, limits: ChatLimits | None = None) -> None:
+        self.deps = deps
+        self.relay = ChatRelay(deps.broker, deps.session_factory)
+        self.writer = GroupWriter(deps.session_factory, after=self._after_store, clock=deps.clock)
+        self._limits = limits or ChatLimits()
+        self._buckets: dict[int, TokenBucket] = {}
+        self._notices: Coalescer[tuple[int, int]] = Coalescer(self._limits.unread_notice_seconds)
+        self._notice_wake = asyncio.Event()
+        self._notice_task: asyncio.Task[None] | None = None
+        #: (conversation, user) pairs known to have a member row (skips an upsert).
+        self.members_known: set[tuple[int, int]] = set()
+
+    @property
+    def limits(self) -> ChatLimits:
+        return self._limits
+
+    @limits.setter
+    def limits(self, value: ChatLimits) -> None:
+        self._limits = value
+        self._buckets.clear()
+        self._notices.window = value.unread_notice_seconds
+
+    async def start(self) -> None:
+        await self.relay.start()
+        self.writer.start()
+        self._notice_task = asyncio.create_task(self._notices_forever(), name="chat-notices")
+
+    async def close(self) -> None:
+        await self.writer.close()
+        if self._notice_task is not None:
+            self._notice_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._notice_task
+        await self.relay.close()
+
+    # --- limits ----------------------------------------------------------------
+
+    def allow_message(self, user_id: int) -> bool:
+        """Spend one of ``user_id``'s message tokens on this instance."""
+        now = asyncio.get_running_loop().time()
+        bucket = self._buckets.get(user_id)
+        if bucket is None:
+            if len(self._buckets) >= _BUCKETS_KEPT:
+                self._drop_idle_buckets(now)
+            bucket = self._buckets[user_id] = TokenBucket(
+                self._limits.messages_per_second, self._limits.burst, now=now)
+        return bucket.take(now)
+
+    def _drop_idle_buckets(self, now: float) -> None:
+        for user_id, bucket in list(self._buckets.items()):
+            bucket.take(now, 0.0)  # refill to now
+            if bucket.tokens >= bucket.burst:
+                del self._buckets[user_id]
+
+    def remember_member(self, conversation_id: int, user_id: int) -> None:
+        if len(self.members_known) >= _MEMBERS_KEPT:
+            self.members_known.clear()
+        self.members_known.add((conversation_id, user_id))
+
+    # --- after a batch is stored -------------------------------------------------
+
+    async def _after_store(self, created: list[Stored], members: dict[int, list[int]]) -> None:
+        last: dict[int, int] = {}
+        senders: dict[int, list[tuple[int, int]]] = {}
+        for s in created:
+            self.relay.stored(s.conversation_id, Cached(s.seq, message_frame(
+                id=s.id, conversation_id=s.conversation_id, seq=s.seq, sender_id=s.sender_id,
+                sender_role=s.sender_role, client_id=s.client_id, body=s.body, sent_at=s.sent_at,
+            ), s.origin))
+            last[s.conversation_id] = max(last.get(s.conversation_id, 0), s.seq)
+            senders.setdefault(s.conversation_id, []).append((s.seq, s.sender_id))
+        events: list[tuple[str, Event]] = [
+            (conversation_channel(cid), {"kind": KIND_MESSAGE, "conversation_id": cid, "seq": seq})
+            for cid, seq in last.items()
+        ]
+        now = asyncio.get_running_loop().time()
+        for cid, user_ids in members.items():
+            sent = senders.get(cid, ())
+            for user_id in user_ids:
+                seq = max((q for q, sender in sent if sender != user_id), default=0)
+                if seq and self._notices.offer((user_id, cid), seq, now):
+                    events.append((user_channel(user_id), _unread(cid, seq)))
+        self._notice_wake.set()
+        await self.publish(events)
+
+    async def publish(self, events: Iterable[tuple[str, Event]]) -> None:
+        """Publish ``events`` concurrently; a broker outage is logged once, not
+        raised (the messages are stored; clients catch up from the database)."""
+        results = await asyncio.gather(
+            *(self.deps.broker.publish(channel, event) for channel, event in events),
+            return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            unexpected = [r for r in failures if not isinstance(r, BrokerUnavailable)]
+            if unexpected:
+                log.error("chat: publishing failed", exc_info=unexpected[0])
+            else:
+                log.warning("chat: %d announcement(s) not published (broker unavailable); "
+                            "clients catch up from the database", len(failures))
+
+    async def _notices_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due_at = self._notices.next_due()
+            timeout = None if due_at is None else max(0.0, due_at - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._notice_wake.wait(), timeout)
+            self._notice_wake.clear()
+            due = self._notices.due(loop.time())
+            if due:
+                await self.publish([(user_channel(user_id), _unread(cid, seq))
+                                    for (user_id, cid), seq in due])
+
+
+def _unread(conversation_id: int, seq: int) -> Event:
+    return {"kind": KIND_UNREAD, "conversation_id": conversation_id, "seq": seq}
+
+
+async def start_chat(deps: Deps, limits: ChatLimits | None = None) -> ChatRuntime:
+    """Build and start this instance's messaging machinery (see the module docstring)."""
+    runtime = ChatRuntime(deps, limits)
+    await runtime.start()
+    return runtime

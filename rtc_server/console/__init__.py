@@ -1,0 +1,1 @@
+"""The provider and staff side of the portal (the clinician workspace)."""

@@ -1,0 +1,1 @@
+"""The Dashboard tab: one request gathers what the patient should see first."""

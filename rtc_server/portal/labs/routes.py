@@ -1,0 +1,28 @@
+"""Lab result endpoints for patients (``/labs*``); the rules live in ``service``."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from rtc_server.api import ApiRoute, Call, json_response
+from rtc_server.portal.labs import service
+from rtc_server.portal.labs.shapes import LabDetailOut, LabsOut
+
+
+async def list_labs(call: Call) -> Response:
+    """Your released lab results, by test, each with its history."""
+    return json_response(await service.list_labs(call.db, call.actor, now=call.deps.clock()))
+
+
+async def read_lab(call: Call) -> Response:
+    """One of your results and its test's history; it is no longer shown as new."""
+    return json_response(await service.read_lab(call.db, call.actor, call.path_int(), now=call.deps.clock()))
+
+
+_T = "labs"
+
+routes: list[BaseRoute] = [
+    ApiRoute("/labs", list_labs, methods=["GET"], response=LabsOut, tag=_T),
+    ApiRoute("/labs/{id:int}", read_lab, methods=["GET"], response=LabDetailOut, tag=_T),
+]

@@ -1,0 +1,171 @@
+"""Lab results as the patient sees them: released results only.
+
+Every query here joins ``lab_release`` on ``state = 'released'``
+(``released_labs``), after classifying what is new (``release.triage``), so a
+held result is absent from every answer: listing, detail, history and the
+dashboard alike. A held or unknown id answers 404, the same as another
+patient's id. Opening a result (the detail) marks it opened, so it stops
+showing as new.
+
+Reads are audited (``lab.list``, ``lab.read``); refusals are audited as
+``denied`` by the transport (``Actor.require``). Services commit.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Integer, bindparam, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rtc_server.auth.actor import Actor
+from rtc_server.db import as_utc
+from rtc_server.errors import NotFound
+from rtc_server.portal.labs.flags import FLAG_LABELS, flag_of, range_text
+from rtc_server.portal.labs.models import LabRelease, LabState
+from rtc_server.portal.labs.release import LAB_CATEGORY, hold_rules, triage
+from rtc_server.portal.labs.shapes import (
+    HeldTestOut,
+    LabDetailOut,
+    LabPoint,
+    LabResultOut,
+    LabsOut,
+    LabTestOut,
+)
+from rtc_server.portal.records.access import own_patient, record
+from rtc_server.records.models import Observation
+
+#: The columns a result is shown from (rows, not ORM objects: lists are long).
+RESULT_COLUMNS = (
+    Observation.id, Observation.code, Observation.display, Observation.value_quantity,
+    Observation.value_unit, Observation.value_string, Observation.reference_low,
+    Observation.reference_high, Observation.reference_text, Observation.interpretation_code,
+    Observation.effective_at, LabRelease.released_at, LabRelease.note, LabRelease.announced,
+    LabRelease.opened_at, LabRelease.state, LabRelease.held_at,
+)
+
+
+@functools.cache
+def labs_of(*, released_only: bool = True) -> Any:
+    """SELECT of the classified lab results of the patient ``:patient_id`` (released
+    only, unless a clinician's chart asks for held ones too), oldest first. Built
+    once: building a statement costs more CPU than SQLite takes to run it."""
+    query = (
+        select(*RESULT_COLUMNS)
+        .join(LabRelease, col(LabRelease.observation_id) == col(Observation.id))
+        .where(col(LabRelease.patient_id) == bindparam("patient_id", type_=Integer),
+               col(Observation.category) == LAB_CATEGORY)
+        .order_by(col(Observation.effective_at), col(Observation.id))
+    )
+    if released_only:
+        query = query.where(col(LabRelease.state) == LabState.released.value)
+    return query
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def result_out(row: Any) -> LabResultOut:
+    """A result as shown, from a row of ``RESULT_COLUMNS``. Built without validation
+    (``model_construct``): the values come typed from the database, and a year of
+    labs is a hundred results per answer."""
+    flag = flag_of(row)
+    low, high = _number(row.reference_low), _number(row.reference_high)
+    return LabResultOut.model_construct(
+        id=row.id, code=row.code, display=row.display or row.code or "Lab result",
+        value=_number(row.value_quantity), value_text=row.value_string, unit=row.value_unit,
+        reference_low=low, reference_high=high,
+        reference_range=range_text(low, high, row.value_unit, row.reference_text),
+        flag=flag, flag_label=FLAG_LABELS.get(flag) if flag else None,
+        effective_at=as_utc(row.effective_at), released_at=as_utc(row.released_at), note=row.note,
+        new=bool(row.state == LabState.released.value and row.announced and row.opened_at is None),
+    )
+
+
+def point(result: LabResultOut) -> LabPoint:
+    return LabPoint.model_construct(id=result.id, effective_at=result.effective_at, value=result.value,
+                                    flag=result.flag)
+
+
+def group_tests(results: Sequence[LabResultOut]) -> list[LabTestOut]:
+    """One entry per test code, latest result first in the list, each with its
+    history (oldest first). ``results`` come oldest first."""
+    by_code: dict[str, list[LabResultOut]] = {}
+    for r in results:
+        by_code.setdefault(r.code or f"#{r.id}", []).append(r)
+    tests = [
+        LabTestOut(code=rs[-1].code, display=rs[-1].display, unit=rs[-1].unit, latest=rs[-1],
+                   history=[point(r) for r in rs])
+        for rs in by_code.values()
+    ]
+    tests.sort(key=lambda t: (t.latest.effective_at is not None, t.latest.effective_at, t.latest.id),
+               reverse=True)
+    return tests
+
+
+async def held_tests(db: AsyncSession) -> list[HeldTestOut]:
+    """The clinic's hold list (policy, not anyone's results)."""
+    return [HeldTestOut(code=r.code, display=r.display or r.code, reason=r.reason)
+            for r in (await hold_rules(db)).values()]
+
+
+async def list_labs(db: AsyncSession, actor: Actor, *, now: datetime) -> LabsOut:
+    """The patient's released results, grouped by test with their history."""
+    patient_id = own_patient(actor, "lab.list")
+    await triage(db, now=now, patient_ids=[patient_id])
+    rows = (await db.exec(labs_of(), params={"patient_id": patient_id})).all()
+    results = [result_out(r) for r in rows]
+    out = LabsOut(tests=group_tests(results), new_count=sum(r.new for r in results),
+                  held_tests=await held_tests(db))
+    await record(db, actor, "lab.list", patient_id=patient_id, resource=f"patient:{patient_id}")
+    await db.commit()
+    return out
+
+
+async def read_lab(db: AsyncSession, actor: Actor, observation_id: int, *, now: datetime) -> LabDetailOut:
+    """One released result of the patient's, with the history of its test; marks it opened."""
+    action = "lab.read"
+    patient_id = own_patient(actor, action)
+    await triage(db, now=now, patient_ids=[patient_id])
+    resource = f"observation:{observation_id}"
+    row = (await db.exec(labs_of().where(col(Observation.id) == observation_id),
+                         params={"patient_id": patient_id})).first()
+    actor.require(row is not None, action=action, resource=resource, patient_id=patient_id,
+                  error=NotFound())
+    result = result_out(row)
+    if row.opened_at is None:
+        await db.exec(  # type: ignore[call-overload]
+            update(LabRelease)
+            .where(col(LabRelease.observation_id) == observation_id, col(LabRelease.opened_at).is_(None))
+            .values(opened_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    history = await _history(db, patient_id, row.code, observation_id)
+    await record(db, actor, action, patient_id=patient_id, resource=resource)
+    await db.commit()
+    return LabDetailOut(result=result, history=history)
+
+
+async def _history(db: AsyncSession, patient_id: int, code: str | None, observation_id: int,
+                   released_only: bool = True) -> list[LabPoint]:
+    query = labs_of(released_only=released_only)
+    query = query.where(col(Observation.code) == code) if code is not None \
+        else query.where(col(Observation.id) == observation_id)
+    return [point(result_out(r)) for r in (await db.exec(query, params={"patient_id": patient_id})).all()]
+
+
+async def chart_labs(
+    db: AsyncSession, patient_id: int, *, now: datetime,
+) -> tuple[list[LabTestOut], list[int]]:
+    """A clinician's view of a chart's labs: every result, held ones included, and
+    the ids of those held. The caller has opened the chart (``access.open_chart``)."""
+    await triage(db, now=now, patient_ids=[patient_id])
+    rows = (await db.exec(labs_of(released_only=False), params={"patient_id": patient_id})).all()
+    held = [r.id for r in rows if r.state == LabState.held.value]
+    return group_tests([result_out(r) for r in rows]), held
+

@@ -1,0 +1,2 @@
+"""Prescription refill requests: the patient's side (``service``) and the
+prescriber's queue in the console (``queue``)."""

@@ -1,0 +1,66 @@
+// One /ws/v1/events socket per page, shared by the page's modules.
+//
+//   onLiveEvent(["refill"], (event) => reload());
+//
+// A handler gets each event whose kind it asked for ({kind, id}: ids only, never health
+// data) and {kind: "ready"} each time the socket is listening (the first time and after a
+// reconnect): events may have been missed while it was away, so a page refetches what it
+// shows then. The socket reconnects with a growing delay, and stops for good when the
+// session has ended (4401) or is refused (4403). Once listening, <html data-live="ready">.
+
+const listeners = new Set();
+let socket = null;
+let delay = 1000;
+let stopped = false;
+
+function dispatch(event) {
+  for (const { kinds, handler } of listeners) {
+    if (event.kind === "ready" || kinds.has(event.kind)) {
+      try {
+        handler(event);
+      } catch (error) {
+        console.warn(error);
+      }
+    }
+  }
+}
+
+function connect() {
+  if (socket || stopped) return;
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  socket = new WebSocket(`${scheme}//${window.location.host}/ws/v1/events`);
+  socket.addEventListener("message", (message) => {
+    let frame;
+    try {
+      frame = JSON.parse(message.data);
+    } catch {
+      return;
+    }
+    if (!frame || typeof frame !== "object") return;
+    if (frame.type === "ready") {
+      delay = 1000;
+      document.documentElement.dataset.live = "ready";
+      dispatch({ kind: "ready" });
+    } else if (frame.type === "event" && frame.event && typeof frame.event.kind === "string") {
+      dispatch(frame.event);
+    }
+  });
+  socket.addEventListener("close", (closing) => {
+    socket = null;
+    document.documentElement.dataset.live = "closed";
+    if (closing.code === 4401 || closing.code === 4403) {
+      stopped = true;
+      return;
+    }
+    window.setTimeout(connect, delay);
+    delay = Math.min(delay * 2, 30000);
+  });
+}
+
+/** Call `handler(event)` for events of `kinds` (and {kind: "ready"}); returns an unsubscribe function. */
+export function onLiveEvent(kinds, handler) {
+  const entry = { kinds: new Set(kinds), handler };
+  listeners.add(entry);
+  connect();
+  return () => listeners.delete(entry);
+}
