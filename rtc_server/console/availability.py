@@ -277,13 +277,19 @@ async def list_bookings(
         kind = a.kind if a.kind in set(VisitKind) else VisitKind.in_person.value
         out.append(BookingOut(
             id=a.id or 0, start=as_utc(a.start), end=as_utc(a.end), status=a.status,  # type: ignore[arg-type]
-            kind=VisitKind(kind), reason=a.reason, patient_id=a.patient_id,
+            # The reason for a visit is health data: clinicians see it, the front desk does not.
+            kind=VisitKind(kind), reason=a.reason if actor.role == Role.provider else None,
+            patient_id=a.patient_id,
             patient_name=patient.display_name if patient else "",
             practitioner=PractitionerRef(id=a.practitioner_id,
                                          name=doctor.display_name if doctor else ""),
             created_at=as_utc(a.created_at), cancelled_at=as_utc(a.cancelled_at),
         ))
     resource = f"practitioner:{who[0]}" if who else "practitioner:all"
-    await record(db, actor, action, resource=resource)
+    # One row per patient shown, so each patient's access history names this view.
+    for patient_id in sorted({b.patient_id for b in out}):
+        await record(db, actor, action, resource=resource, patient_id=patient_id)
+    if not out:
+        await record(db, actor, action, resource=resource)
     await db.commit()
     return out

@@ -38,7 +38,7 @@ from rtc_server.auth.actor import Actor, RequestMeta
 from rtc_server.auth.models import Role, User, UserStatus
 from rtc_server.config import Settings
 from rtc_server.db import as_utc
-from rtc_server.errors import Conflict, NotFound, RateLimited
+from rtc_server.errors import Conflict, InvalidInput, NotFound, RateLimited
 from rtc_server.notify.events import announce, user_channel
 from rtc_server.notify.mail import compose
 from rtc_server.notify.outbox import queue_mail
@@ -326,6 +326,10 @@ async def reply(db: AsyncSession, actor: Actor, ticket_id: int, body: ReplyIn, *
     """Answer a ticket (and optionally close it); the requester is told (see the module docstring)."""
     action = "helpdesk.reply"
     ticket = await _staff_ticket(db, actor, ticket_id, action)
+    if ticket.user_id is None and not body.no_health_data:
+        # Anyone can type any name and their own address on the public form.
+        raise InvalidInput("no_health_data", "This reply is emailed to an address nobody verified: "
+                           "confirm it contains no health information, or call the person back.")
     db.add(HelpTicketMessage(ticket_id=ticket_id, author_id=actor.user_id, from_staff=True, body=body.message,
                              created_at=now))
     ticket.status = (TicketStatus.closed if body.close else TicketStatus.answered).value

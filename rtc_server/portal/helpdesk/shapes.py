@@ -49,6 +49,9 @@ class MessageIn(BaseModel):
 class ReplyIn(MessageIn):
     #: Close the ticket with this reply (nothing more to do).
     close: bool = False
+    #: Required for a ticket from someone who could not sign in: the reply goes word for
+    #: word to an email address nobody verified, so staff confirm it holds no health data.
+    no_health_data: bool = False
 
 
 class PublicTicketOut(BaseModel):

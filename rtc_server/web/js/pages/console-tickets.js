@@ -65,9 +65,14 @@ function replyForm(ticket) {
         "data-required-message": "Write your reply." })),
     h("div", { class: "check" }, h("input", { type: "checkbox", id: "close", name: "close" }),
       h("label", { for: "close", text: "Close the ticket with this reply" })),
+    byEmail ? h("div", { class: "check" },
+      h("input", { type: "checkbox", id: "no_health_data", name: "no_health_data", required: true,
+        "data-required-message": "Confirm the reply contains no health information." }),
+      h("label", { for: "no_health_data", text: "This reply contains no health information" })) : null,
     h("div", { class: "form-actions" }, h("button", { type: "submit", class: "button", text: "Send reply" })));
   handleSubmit(form, async (data) => {
-    const out = await post(`/console/tickets/${ticket.id}/reply`, { message: data.message, close: data.close });
+    const out = await post(`/console/tickets/${ticket.id}/reply`,
+      { message: data.message, close: data.close, no_health_data: Boolean(data.no_health_data) });
     setPageStatus("success", byEmail
       ? `Reply sent to ${ticket.requester.email} (${out.reference}).`
       : `Reply sent. ${ticket.requester.name} is told there is a reply in the portal (${out.reference}).`);
