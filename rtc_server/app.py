@@ -38,6 +38,7 @@ from rtc_server.notify.events import BROKER_INFO
 from rtc_server.notify.outbox import WAKE_INFO, MailWorker
 from rtc_server.portal.appointments.reminders import ReminderWorker
 from rtc_server.realtime import RealtimeLayer
+from rtc_server.rooms.runtime import start_visits
 from rtc_server.webfiles import WEB_DIR, require_web_dir
 
 log = logging.getLogger("rtc_server")
@@ -56,6 +57,13 @@ FEATURE_ROUTE_MODULES = (
     "rtc_server.portal.helpdesk.routes",
     "rtc_server.console.shell",
     "rtc_server.console.patients",
+    "rtc_server.portal.records.routes",
+    "rtc_server.portal.labs.routes",
+    "rtc_server.portal.dashboard.routes",
+    "rtc_server.console.results",
+    "rtc_server.console.charts",
+    "rtc_server.rooms.routes",
+    "rtc_server.signaling.ws",
     "rtc_server.notify.live",
 )
 
@@ -105,6 +113,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = None) -> Starlette:
         app.state.mailer = mailer
         app.state.realtime = RealtimeLayer(settings, broker, factory)
         await app.state.realtime.start()
+        app.state.visits = await start_visits(app.state.deps)
         reminders = ReminderWorker(factory, settings)
         reminders.start()
         sealer = asyncio.create_task(_seal_forever(app), name="audit-sealer")
@@ -117,6 +126,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = None) -> Starlette:
             await reminders.aclose()
             await mail_worker.aclose()
             await mailer.aclose()
+            await app.state.visits.close()
             await app.state.realtime.close()
             await broker.close()
             await engine.dispose()

@@ -77,8 +77,9 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 async def _import(settings: Settings, files: Sequence[Path]) -> int:
     import anyio.to_thread
 
-    from rtc_server.db import create_engine, make_session_factory
+    from rtc_server.db import create_engine, make_session_factory, utcnow
     from rtc_server.fhir.importer import BundleError, import_bundle, load_bundle_file
+    from rtc_server.portal.labs.release import triage_imported
 
     engine = create_engine(settings)
     factory = make_session_factory(engine)
@@ -89,6 +90,8 @@ async def _import(settings: Settings, files: Sequence[Path]) -> int:
                 bundle = await anyio.to_thread.run_sync(load_bundle_file, path)
                 async with factory() as session:
                     summary = await import_bundle(session, bundle, source=path.name)
+                    # Release or hold the new results per the clinic's rules; patients are told.
+                    await triage_imported(session, settings, now=utcnow(), patient_ids=summary.patient_ids)
                     await session.commit()
             except BundleError as exc:
                 failed += 1

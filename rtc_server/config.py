@@ -52,6 +52,18 @@ class Settings(BaseSettings):
     appointment_booking_weeks: int = Field(default=8, ge=1, le=52)
     #: Nothing can be booked sooner than this many minutes from now.
     appointment_min_notice_minutes: int = Field(default=60, ge=0)
+    # Video visits (docs/visits.md, docs/deployment.md for coturn).
+    #: STUN and TURN server URLs handed to browsers (comma-separated), e.g. turn:turn.example.org:3478.
+    stun_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    turn_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: coturn's static-auth-secret: participants get short-lived TURN REST credentials from it.
+    turn_secret: str | None = None
+    turn_ttl_seconds: int = Field(default=14400, ge=60)
+    #: Relay all media through TURN so neither side learns the other's IP address.
+    ice_relay_only: bool = False
+    #: Device checks (aiortc echoes media back) at once per instance, and their length.
+    device_check_max: int = Field(default=3, ge=0)
+    device_check_seconds: float = Field(default=45.0, gt=0)
     session_idle_seconds: int = Field(default=30 * 60, ge=60)
     session_absolute_seconds: int = Field(default=12 * 3600, ge=300)
     ws_max_per_user: int = Field(default=10, ge=1)
@@ -80,6 +92,13 @@ class Settings(BaseSettings):
     mail_max_attempts: int = Field(default=8, ge=1)
     #: A claimed mail whose sender vanished (a crashed instance) is claimable again after this.
     mail_claim_seconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("stun_urls", "turn_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [u.strip() for u in value.split(",") if u.strip()]
+        return value
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -16,6 +16,9 @@ TABLE_MODULES = (
     "rtc_server.pharmacy.models",
     "rtc_server.portal.refills.models",
     "rtc_server.portal.helpdesk.models",
+    "rtc_server.portal.labs.models",
+    "rtc_server.portal.records.models",
+    "rtc_server.rooms.models",
 )
 
 

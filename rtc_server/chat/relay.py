@@ -71,9 +71,12 @@ def _dumps(value: object) -> str:
 
 def message_frame(*, id: int, conversation_id: int, seq: int, sender_id: int, sender_role: str,
                   client_id: str, body: str, sent_at: datetime) -> str:
-    return _dumps({"type": "message", "conversation_id": conversation_id, "seq": seq, "id": id,
-                   "sender_id": sender_id, "sender_role": sender_role, "client_id": client_id,
-                   "body": body, "sent_at": sent_at.isoformat()})
+    """The ``message`` frame, encoded once for every socket that gets it. Only
+    the text needs JSON escaping: ids are ints, the role and the client id
+    (letters, digits, ``_.:-``) and the ISO time need none."""
+    return (f'{{"type":"message","conversation_id":{conversation_id},"seq":{seq},"id":{id},'
+            f'"sender_id":{sender_id},"sender_role":"{sender_role}","client_id":"{client_id}",'
+            f'"body":{_dumps(body)},"sent_at":"{sent_at.isoformat()}"}}')
 
 
 @dataclass(slots=True)

@@ -28,7 +28,8 @@ from rtc_server.broker.base import BrokerUnavailable, Event
 from rtc_server.chat.config import ChatLimits
 from rtc_server.chat.notices import Coalescer
 from rtc_server.chat.relay import KIND_MESSAGE, Cached, ChatRelay, message_frame
-from rtc_server.chat.writer import GroupWriter, Stored
+from rtc_server.chat.stores import open_store
+from rtc_server.chat.writer import GroupWriter, Stored, checkpoint_forever
 from rtc_server.deps import Deps
 from rtc_server.notify.events import conversation_channel, user_channel
 from rtc_server.realtime.ratelimit import TokenBucket
@@ -46,14 +47,17 @@ class ChatRuntime:
     def __init__(self, deps: Deps, limits: ChatLimits | None = None) -> None:
         self.deps = deps
         self.relay = ChatRelay(deps.broker, deps.session_factory)
-        self.writer = GroupWriter(deps.session_factory, after=self._after_store, clock=deps.clock)
+        self.writer = GroupWriter(open_store(deps.settings.database_url_effective),
+                                  after=self._after_store, clock=deps.clock)
         self._limits = limits or ChatLimits()
         self._buckets: dict[int, TokenBucket] = {}
         self._notices: Coalescer[tuple[int, int]] = Coalescer(self._limits.unread_notice_seconds)
         self._notice_wake = asyncio.Event()
-        self._notice_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         #: (conversation, user) pairs known to have a member row (skips an upsert).
         self.members_known: set[tuple[int, int]] = set()
+        #: The in-process broker: this instance is the only one.
+        self._alone = deps.broker.kind == "memory"
 
     @property
     def limits(self) -> ChatLimits:
@@ -68,14 +72,18 @@ class ChatRuntime:
     async def start(self) -> None:
         await self.relay.start()
         self.writer.start()
-        self._notice_task = asyncio.create_task(self._notices_forever(), name="chat-notices")
+        self._tasks = [asyncio.create_task(self._notices_forever(), name="chat-notices")]
+        if self.deps.session_factory.kw["bind"].dialect.name == "sqlite":
+            self._tasks.append(asyncio.create_task(
+                checkpoint_forever(self.deps.session_factory), name="chat-sqlite-checkpoints"))
 
     async def close(self) -> None:
         await self.writer.close()
-        if self._notice_task is not None:
-            self._notice_task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._notice_task
+                await task
         await self.relay.close()
 
     # --- limits ----------------------------------------------------------------
@@ -114,26 +122,39 @@ class ChatRuntime:
             ), s.origin))
             last[s.conversation_id] = max(last.get(s.conversation_id, 0), s.seq)
             senders.setdefault(s.conversation_id, []).append((s.seq, s.sender_id))
-        events: list[tuple[str, Event]] = [
+        # For the other instances' followers; with the in-process broker there are none.
+        events: list[tuple[str, Event]] = [] if self._alone else [
             (conversation_channel(cid), {"kind": KIND_MESSAGE, "conversation_id": cid, "seq": seq})
             for cid, seq in last.items()
         ]
         now = asyncio.get_running_loop().time()
+        held = False
         for cid, user_ids in members.items():
             sent = senders.get(cid, ())
             for user_id in user_ids:
                 seq = max((q for q, sender in sent if sender != user_id), default=0)
-                if seq and self._notices.offer((user_id, cid), seq, now):
+                if not seq:
+                    continue
+                if self._notices.offer((user_id, cid), seq, now):
                     events.append((user_channel(user_id), _unread(cid, seq)))
-        self._notice_wake.set()
-        await self.publish(events)
+                else:
+                    held = True
+        if held:
+            self._notice_wake.set()
+        if events:
+            await self.publish(events)
 
     async def publish(self, events: Iterable[tuple[str, Event]]) -> None:
-        """Publish ``events`` concurrently; a broker outage is logged once, not
+        """Publish ``events`` (concurrently to Redis; the in-process broker
+        delivers at once, no task needed); a broker outage is logged once, not
         raised (the messages are stored; clients catch up from the database)."""
-        results = await asyncio.gather(
-            *(self.deps.broker.publish(channel, event) for channel, event in events),
-            return_exceptions=True)
+        broker = self.deps.broker
+        if self._alone:
+            for channel, event in events:
+                await broker.publish(channel, event)
+            return
+        results = await asyncio.gather(*(broker.publish(channel, event) for channel, event in events),
+                                       return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             unexpected = [r for r in failures if not isinstance(r, BrokerUnavailable)]

@@ -4,7 +4,7 @@ commit per message.
 Socket and HTTP handlers hand validated drafts to the one ``GroupWriter`` of
 their instance and get a future. The writer takes everything that gathered
 while its previous transaction was committing (up to ``max_batch``) and
-stores it in one transaction (``store_batch``), then answers every future
+stores it in one transaction (``chat.stores``), then answers every future
 (the ack) and calls ``after`` with what was newly stored (local delivery and
 the announcements). Nothing waits on a timer: under light load a batch is
 one message, under heavy load the batches grow by themselves.
@@ -16,9 +16,13 @@ numbers each message from the locked ``last_seq`` and writes the new
 conversation waits for the lock and numbers after the first one's commit, so
 "seq N is committed" implies "every seq below N is committed": a client that
 resumes from the last seq it saw can never skip a message that commits
-later (the trap in DESIGN.md, "Chat at speed"). Resends are found under the
-same locks (UNIQUE(sender_id, client_id) is the backstop): a resend stores
-nothing and is answered with the first insert's id and seq.
+later (the trap in DESIGN.md, "Chat at speed").
+
+Resends are rare (they follow a lost connection), so a batch first inserts
+without looking for them: UNIQUE(sender_id, client_id) refuses a resend,
+the transaction rolls back (nothing numbered, no gap) and the batch runs
+again looking for resends under the same locks; a resend stores nothing and
+is answered with the first insert's id and seq.
 
 A batch that fails (a resend racing on another instance, SQLite busy, a
 PostgreSQL deadlock) is retried; if it keeps failing, its drafts are stored
@@ -35,13 +39,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlmodel.ext.asyncio.session import AsyncSession
-
-from rtc_server.chat.models import Conversation, Member, Message, Status
+from rtc_server.chat.models import Status
 from rtc_server.db import SessionFactory, utcnow
 from rtc_server.errors import Conflict, DomainError, NotFound
 
@@ -51,9 +51,6 @@ K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 W = TypeVar("W")
 
-_C = Conversation.__table__.c  # type: ignore[attr-defined]
-_M = Message.__table__.c  # type: ignore[attr-defined]
-_MEMBER = Member.__table__.c  # type: ignore[attr-defined]
 
 #: Drafts per transaction at most.
 MAX_BATCH = 256
@@ -61,6 +58,8 @@ MAX_BATCH = 256
 MAX_PENDING = 20_000
 #: Attempts per batch before it is split.
 ATTEMPTS = 3
+#: How often ``checkpoint_forever`` copies SQLite's WAL into the database.
+CHECKPOINT_SECONDS = 1.0
 
 
 class Busy(DomainError):
@@ -171,53 +170,65 @@ class Batcher(Generic[K, T, W]):
         return batch
 
 
-# --- storing one batch ----------------------------------------------------------------
+# --- planning one batch (pure) ----------------------------------------------------------
 
-_LOCK = (select(_C.id, _C.last_seq, _C.status).where(_C.id.in_(bindparam("ids", expanding=True)))
-         .order_by(_C.id).with_for_update())
-_ADVANCE = (update(Conversation.__table__).where(_C.id == bindparam("b_id"))  # type: ignore[arg-type]
-            .values(last_seq=bindparam("b_last"), last_message_at=bindparam("b_at")))
-_INSERT = insert(Message.__table__).returning(_M.id, _M.conversation_id, _M.seq)  # type: ignore[arg-type]
-_MEMBERS = (select(_MEMBER.conversation_id, _MEMBER.user_id)
-            .where(_MEMBER.conversation_id.in_(bindparam("ids", expanding=True))))
+#: conversation id → (last_seq, status), read under the conversations' locks.
+Locked = dict[int, tuple[int, str]]
+#: (sender_id, client_id) → (id, conversation_id, seq, sent_at) of messages already stored.
+Earlier = dict[tuple[int, str], tuple[int, int, int, datetime]]
 
 
-async def store_batch(db: AsyncSession, drafts: Sequence[Draft], now: datetime, *,
-                      check_resends: bool = True) -> Batch:
-    """Store ``drafts`` in ``db``'s transaction (the caller commits). See the
-    module docstring for the guarantees.
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A message to insert, and where its outcome goes."""
 
-    Every statement is prepared once and reused whatever the batch size (no
-    SQL compiled per batch), and each is one round trip. With
-    ``check_resends=False`` the resend lookup is skipped: a resend then fails
-    the insert on UNIQUE(sender_id, client_id) and the caller runs the batch
-    again with it (resends are rare: they follow a lost connection)."""
-    conn = await db.connection()
-    ids = sorted({d.conversation_id for d in drafts})
-    # Lock first (ascending ids), then look for resends: under the locks no
-    # other writer can be inserting into these conversations.
-    locked = {row[0]: [row[1], row[2]] for row in (await conn.execute(_LOCK, {"ids": ids})).all()}
-    earlier: dict[tuple[int, str], Any] = {}
-    if check_resends:
-        keys = list({(d.sender_id, d.client_id) for d in drafts})
-        # One index probe per key (OR of pairs): SQLite scans the whole index
-        # for a row-value IN list, which grows with the table.
-        earlier = {(r[0], r[1]): r for r in (await conn.execute(
-            select(_M.sender_id, _M.client_id, _M.id, _M.conversation_id, _M.seq, _M.created_at)
-            .where(or_(*(and_(_M.sender_id == s, _M.client_id == c) for s, c in keys)))
-        )).all()}
+    at: int
+    conversation_id: int
+    seq: int
+    sender_id: int
+    client_id: str
+    body: str
+
+
+@dataclass(slots=True)
+class Planned:
+    """What a batch will do: an outcome per draft (None until inserted), the
+    rows to insert, and each touched conversation's new ``last_seq``."""
+
+    drafts: Sequence[Draft]
+    outcomes: list[Outcome | None]
+    rows: list[Row]
+    last_seq: dict[int, int]
+    now: datetime
+
+    def batch(self, ids: dict[tuple[int, int], int], members: dict[int, list[int]]) -> Batch:
+        """The batch once inserted: ``ids`` maps (conversation, seq) to the new row ids."""
+        outcomes = list(self.outcomes)
+        for row in self.rows:
+            d = self.drafts[row.at]
+            outcomes[row.at] = Stored(ids[(row.conversation_id, row.seq)], d.conversation_id, row.seq,
+                                      d.sender_id, d.client_id, d.body, self.now, created=True,
+                                      sender_role=d.sender_role, origin=d.origin)
+        return Batch(outcomes, members)  # type: ignore[arg-type]
+
+
+def plan(drafts: Sequence[Draft], locked: Locked, earlier: Earlier, now: datetime) -> Planned:
+    """Decide a batch from what the database said under its locks: a resend is
+    answered with the stored message; a missing conversation is NotFound, a
+    closed one a Conflict; every other draft gets the next sequence of its
+    conversation, in arrival order."""
     outcomes: list[Outcome | None] = []
-    rows: list[dict[str, object]] = []
-    fresh: list[int] = []
+    rows: list[Row] = []
+    last: dict[int, int] = {}
     for d in drafts:
         old = earlier.get((d.sender_id, d.client_id))
         if old is not None:
-            if old[3] != d.conversation_id:
+            if old[1] != d.conversation_id:
                 outcomes.append(Conflict("This client_id was already used for another message.",
                                          code="client_id_reused"))
             else:
-                outcomes.append(Stored(old[2], d.conversation_id, old[4], d.sender_id, d.client_id,
-                                       "", old[5], created=False, sender_role=d.sender_role,
+                outcomes.append(Stored(old[0], d.conversation_id, old[2], d.sender_id, d.client_id, "",
+                                       old[3], created=False, sender_role=d.sender_role,
                                        origin=d.origin))
             continue
         state = locked.get(d.conversation_id)
@@ -228,26 +239,28 @@ async def store_batch(db: AsyncSession, drafts: Sequence[Draft], now: datetime, 
             outcomes.append(Conflict("This conversation is closed; start a new message instead.",
                                      code="conversation_closed"))
             continue
-        state[0] += 1
-        fresh.append(len(outcomes))
+        seq = last.get(d.conversation_id, state[0]) + 1
+        last[d.conversation_id] = seq
+        rows.append(Row(len(outcomes), d.conversation_id, seq, d.sender_id, d.client_id, d.body))
         outcomes.append(None)
-        rows.append({"conversation_id": d.conversation_id, "seq": state[0], "sender_id": d.sender_id,
-                     "client_id": d.client_id, "body": d.body, "created_at": now})
-    members: dict[int, list[int]] = {}
-    if rows:
-        touched = sorted({r["conversation_id"] for r in rows})  # type: ignore[type-var]
-        await conn.execute(_ADVANCE, [{"b_id": cid, "b_last": locked[cid][0], "b_at": now}  # type: ignore[index]
-                                      for cid in touched])
-        # Many rows, one INSERT … VALUES (…), (…) … RETURNING (insertmanyvalues).
-        new_ids = {(r[1], r[2]): r[0] for r in (await conn.execute(_INSERT, rows)).all()}
-        for at, row in zip(fresh, rows, strict=True):
-            d = drafts[at]
-            outcomes[at] = Stored(new_ids[(d.conversation_id, row["seq"])], d.conversation_id,  # type: ignore[index]
-                                  row["seq"], d.sender_id, d.client_id, d.body, now,  # type: ignore[arg-type]
-                                  created=True, sender_role=d.sender_role, origin=d.origin)
-        for cid, uid in (await conn.execute(_MEMBERS, {"ids": touched})).all():
-            members.setdefault(cid, []).append(uid)
-    return Batch(outcomes, members)  # type: ignore[arg-type]
+    return Planned(drafts, outcomes, rows, last, now)
+
+
+class ResendFound(Exception):
+    """A draft's (sender_id, client_id) is stored already: run the batch again
+    looking for resends first."""
+
+
+class StoreUnavailable(Exception):
+    """The database is busy or away; the batch may be tried again."""
+
+
+class Store(Protocol):
+    """Stores one batch in one transaction (``chat.stores``)."""
+
+    async def store(self, drafts: Sequence[Draft], now: datetime, *, check_resends: bool) -> Batch: ...
+
+    async def close(self) -> None: ...
 
 
 # --- the runner ----------------------------------------------------------------------
@@ -258,10 +271,9 @@ After = Callable[[list[Stored], dict[int, list[int]]], Awaitable[None]]
 class GroupWriter:
     """One per instance (``ChatRuntime.writer``); ``start`` in the lifespan."""
 
-    def __init__(self, session_factory: SessionFactory, *, after: After | None = None,
-                 max_batch: int = MAX_BATCH, max_pending: int = MAX_PENDING,
-                 clock: Callable[[], datetime] = utcnow) -> None:
-        self._factory = session_factory
+    def __init__(self, store: Store, *, after: After | None = None, max_batch: int = MAX_BATCH,
+                 max_pending: int = MAX_PENDING, clock: Callable[[], datetime] = utcnow) -> None:
+        self._db = store
         self._after = after
         self._clock = clock
         self._batcher: Batcher[tuple[int, str], Draft, asyncio.Future[Stored]] = Batcher(
@@ -283,6 +295,7 @@ class GroupWriter:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._db.close()
 
     @property
     def pending(self) -> int:
@@ -335,18 +348,16 @@ class GroupWriter:
     async def _store(self, drafts: list[Draft]) -> Batch:
         try:
             return await self._commit(drafts, check_resends=False)
-        except IntegrityError:
-            pass  # a resend (or a race): the careful way below
-        except DBAPIError as exc:
-            log.info("chat writer: batch of %d not stored (%s); trying again", len(drafts),
-                     type(exc.orig).__name__ if exc.orig else type(exc).__name__)
+        except ResendFound:
+            pass  # a resend (or a race on another instance): the careful way below
+        except StoreUnavailable as exc:
+            log.info("chat writer: batch of %d not stored (%s); trying again", len(drafts), exc)
         for attempt in range(ATTEMPTS):
             try:
                 return await self._commit(drafts)
-            except DBAPIError as exc:
-                log.info("chat writer: batch of %d not stored (%s), attempt %d",
-                         len(drafts), type(exc.orig).__name__ if exc.orig else type(exc).__name__,
-                         attempt + 1)
+            except (ResendFound, StoreUnavailable) as exc:
+                log.info("chat writer: batch of %d not stored (%s), attempt %d", len(drafts),
+                         type(exc).__name__, attempt + 1)
                 await asyncio.sleep(0.005 * 2**attempt)
         if len(drafts) == 1:
             return Batch([TryAgain()], {})
@@ -359,8 +370,21 @@ class GroupWriter:
         return Batch(outcomes, members)
 
     async def _commit(self, drafts: list[Draft], *, check_resends: bool = True) -> Batch:
-        async with self._factory() as db:
-            batch = await store_batch(db, drafts, self._clock(), check_resends=check_resends)
-            await db.commit()
+        batch = await self._db.store(drafts, self._clock(), check_resends=check_resends)
         self.batches += 1
         return batch
+
+
+async def checkpoint_forever(session_factory: SessionFactory, every: float = CHECKPOINT_SECONDS) -> None:
+    """Copy the WAL into the SQLite database in the background, on a connection
+    of its own (PASSIVE: it never blocks the writer or readers, and its fsync
+    runs on that connection's thread). The writer's connection never
+    checkpoints (``stores.SqliteStore``)."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            async with session_factory() as db:
+                conn = await db.connection()
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception as exc:  # the next round tries again
+            log.warning("chat: SQLite checkpoint failed (%s)", type(exc).__name__)

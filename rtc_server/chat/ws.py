@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -57,6 +58,8 @@ FRAMES_PER_SECOND = 50.0
 TYPING_EVERY = 1.0
 
 _chat_frames = TypeAdapter(ChatFrame)
+#: Text that goes into JSON as it is (the client id alphabet).
+_SAFE = re.compile(r"[A-Za-z0-9_.:-]*")
 
 
 def chat_of(conn: Connection) -> ChatRuntime:
@@ -120,8 +123,10 @@ def _acked(conn: Connection, ref: str, fut: asyncio.Future[Stored]) -> None:
             conn.close(reply.close, reply.reason)
         return
     s = fut.result()
-    conn.send_text(_dumps({"type": "ack", "ref": ref, "conversation_id": s.conversation_id, "id": s.id,
-                           "seq": s.seq, "client_id": s.client_id, "sent_at": s.sent_at.isoformat()}))
+    # By hand: one ack per message sent, and only ``ref`` may need escaping.
+    ref_json = f'"{ref}"' if ref is s.client_id or _SAFE.fullmatch(ref) else _dumps(ref)
+    conn.send_text(f'{{"type":"ack","ref":{ref_json},"conversation_id":{s.conversation_id},"id":{s.id},'
+                   f'"seq":{s.seq},"client_id":"{s.client_id}","sent_at":"{s.sent_at.isoformat()}"}}')
 
 
 async def _resume(chat: ChatRuntime, conn: Connection, frame: ResumeFrame) -> None:

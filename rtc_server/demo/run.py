@@ -30,6 +30,7 @@ from rtc_server.fhir.importer import import_bundle
 from rtc_server.migrate import upgrade
 from rtc_server.portal.appointments.demo import publish_demo_hours
 from rtc_server.portal.helpdesk.demo import seed_demo_tickets
+from rtc_server.portal.labs.demo import prepare_demo_labs
 from rtc_server.portal.refills.demo import seed_demo_refills
 
 PATIENT_PASSWORD = "Riverside-Demo-2026"  # noqa: S105 (published demo login)
@@ -141,6 +142,8 @@ async def prepare_demo(
             # A pharmacy directory, María's pending refill, and help-desk tickets.
             await seed_demo_refills(session)
             await seed_demo_tickets(session)
+            # Release the imported lab history; hold an A1c for Dr. Marsh to review.
+            await prepare_demo_labs(session)
             await session.commit()
     finally:
         await engine.dispose()

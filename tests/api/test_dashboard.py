@@ -15,6 +15,7 @@ from rtc_server.pharmacy.models import Pharmacy
 from rtc_server.portal.refills.models import RefillRequest
 from rtc_server.records.models import Appointment, Medication
 from tests.api.test_records import (
+    BOTH_BACKENDS,
     _records_routes,  # noqa: F401 (autouse: the routes these tests call)
     audit_rows,
     import_demo,
@@ -23,6 +24,7 @@ from tests.api.test_records import (
 )
 
 
+@BOTH_BACKENDS
 async def test_dashboard_gathers_what_the_patient_should_see_first(app, session_factory) -> None:
     clinic = await import_demo(session_factory, settings=app.state.settings)
     kowalski = clinic.patients["kowalski"]  # two upcoming visits, with two providers

@@ -16,6 +16,7 @@ from sqlmodel import select
 from rtc_server.auth.models import Role, User
 from rtc_server.portal.labs.release import triage_imported
 from tests.api.test_records import (
+    BOTH_BACKENDS,
     _records_routes,  # noqa: F401 (autouse: the routes these tests call)
     audit_rows,
     import_demo,
@@ -62,6 +63,7 @@ async def test_patient_sees_value_unit_range_flag_and_history(app, session_facto
     assert row.patient_id == clinic.patients["alvarez"]
 
 
+@BOTH_BACKENDS
 async def test_held_result_is_invisible_until_a_clinician_releases_it_with_a_note(
     app, session_factory, smtp, drain_mail,
 ) -> None:

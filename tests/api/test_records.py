@@ -31,6 +31,8 @@ from rtc_server.portal.labs.release import triage_imported
 from rtc_server.records.models import Condition, Observation, Patient, Practitioner
 from tests.harness import create_signed_in_user, csrf_client, make_settings
 
+BOTH_BACKENDS = pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 RECORDS_ROUTES = (
     "rtc_server.portal.records.routes", "rtc_server.portal.labs.routes",
     "rtc_server.portal.dashboard.routes", "rtc_server.console.results", "rtc_server.console.charts",

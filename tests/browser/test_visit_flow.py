@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from playwright.async_api import BrowserContext, Page, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.axe import assert_accessible
 from tests.harness import server_db
@@ -57,7 +58,18 @@ async def frames_decoded(page: Page) -> int:
 
 
 async def wait_for_frames(page: Page, at_least: int, timeout_ms: int = 45_000) -> None:
-    """Until the remote tile says ``at_least`` frames were decoded and its video plays."""
+    """Until the remote tile says ``at_least`` frames were decoded and its video plays
+    (on a timeout the failure says what the page showed)."""
+    try:
+        await _frames(page, at_least, timeout_ms)
+    except PlaywrightTimeout:
+        shown = await page.evaluate("""() => [...document.querySelectorAll('.tile--remote')].map(
+            (t) => ({...t.dataset, connection: document.getElementById('call-connection').textContent,
+                     status: document.getElementById('visit-status').textContent}))""")
+        raise AssertionError(f"{page.url}: wanted {at_least} frames decoded; tiles: {shown}") from None
+
+
+async def _frames(page: Page, at_least: int, timeout_ms: int) -> None:
     await page.wait_for_function(
         """(n) => {
             const tile = document.querySelector('.tile--remote');
@@ -70,7 +82,7 @@ async def wait_for_frames(page: Page, at_least: int, timeout_ms: int = 45_000) -
 async def test_patient_and_provider_see_each_other_and_recover_from_a_network_blip(
     browser, coturn, monkeypatch, live_server, secrets_seen
 ) -> None:
-    use_ice(monkeypatch, coturn.ice(relay_only=True))
+    use_ice(monkeypatch, coturn.ice(relay_only=True), live_server.app)
     async with server_db(live_server) as factory:
         clinic = await make_clinic(factory, live_server.settings, starts_in=timedelta(minutes=5),
                                    secrets_seen=secrets_seen)

@@ -55,7 +55,7 @@ async def test_coturn_accepts_the_servers_credentials_and_refuses_expired_or_for
 async def test_with_relay_only_a_visit_connects_through_turn_with_server_credentials(
     browser, live_server, coturn, monkeypatch, secrets_seen
 ) -> None:
-    use_ice(monkeypatch, coturn.ice(relay_only=True))
+    use_ice(monkeypatch, coturn.ice(relay_only=True), live_server.app)
     async with server_db(live_server) as factory:
         clinic = await make_clinic(factory, live_server.settings, starts_in=timedelta(minutes=5),
                                    secrets_seen=secrets_seen)

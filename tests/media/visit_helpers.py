@@ -48,10 +48,14 @@ def list_visit_routes(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(rtc_server.app, "FEATURE_ROUTE_MODULES", (*listed, *missing))
 
 
-def use_ice(monkeypatch: pytest.MonkeyPatch, config: IceConfig) -> None:
-    """Servers started from now on hand out ``config`` (STUN/TURN, relay-only) until
-    ``Settings`` has the TURN fields the tests could set instead."""
+def use_ice(monkeypatch: pytest.MonkeyPatch, config: IceConfig, app: Any = None) -> None:
+    """``app`` (and any app whose visit runtime starts from now on) hands out ``config``
+    (STUN/TURN, relay-only), until ``Settings`` has the TURN fields tests could set instead.
+    The runtime is built in the lifespan once ``app.py`` does so, before the test runs."""
     monkeypatch.setattr(IceConfig, "from_settings", classmethod(lambda cls, settings: config))
+    runtime = getattr(app.state, "visits", None) if app is not None else None
+    if runtime is not None:
+        runtime.ice = config
 
 
 def visit_app(settings: Settings) -> Starlette:

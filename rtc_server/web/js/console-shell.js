@@ -19,9 +19,11 @@ const CLINIC = ["provider", "staff", "admin"];
 /** The console's sections, each with the roles that use it (the server checks too). */
 export const CONSOLE_NAV = [
   { href: "/console/index.html", label: "Today", roles: CLINIC },
+  { href: "/console/messages.html", label: "Inbox", roles: ["provider", "staff"], count: "messages" },
   { href: "/console/patients.html", label: "Patients", roles: ["provider"] },
   { href: "/console/refills.html", label: "Refills", roles: ["provider"], count: "refills" },
   { href: "/console/results.html", label: "Results", roles: ["provider"] },
+  { href: "/console/waiting-room.html", label: "Waiting room", roles: ["provider", "staff"] },
   { href: "/console/tickets.html", label: "Help desk", roles: ["staff", "admin"], count: "tickets" },
   { href: "/staff/verifications.html", label: "Verifications", roles: ["staff", "admin"] },
   { href: "/console/availability.html", label: "Availability", roles: ["provider", "staff"] },

@@ -12,7 +12,7 @@ export const FAQ = [
     id: "secure",
     question: "Is the patient portal secure?",
     answer: () => [
-      h("p", { text: "Yes. Check that the address in your browser starts with "https" and that the page shows the clinic's name: what you send and see then travels encrypted." }),
+      h("p", { text: "Yes. Check that the address in your browser starts with “https” and that the page shows the clinic's name: what you send and see then travels encrypted." }),
       h("p", { text: "Your password is never stored as you typed it, you are signed out after a period without activity, and you can add two-factor sign-in (a code from an app on your phone) in Account Settings › Security. Clinic staff must use it." }),
       h("p", { text: "Every time someone at the clinic opens your record, it is logged. Emails and texts from the portal never contain health information: they only tell you that something new is waiting here." }),
     ],

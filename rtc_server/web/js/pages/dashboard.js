@@ -188,5 +188,10 @@ if (session) {
     followEvents();
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
+    if (error.status === 403) {
+      // A patient account not (yet) linked to a record on file: say so instead of an error.
+      replaceChildren($("dashboard-load"), h("div", { class: "alert alert--info" },
+        h("p", { text: "Your account is not linked to a record on file yet, so there is nothing to show here. Please call the clinic." })));
+    }
   }
 }

@@ -140,7 +140,7 @@ export class PeerLink {
     window.clearTimeout(this.retryTimer);
     this.retryTimer = window.setTimeout(() => {
       if (!this.closed && this.pc.connectionState !== "connected") this.restart();
-    }, Math.min(10_000, 2000 * this.restarts));
+    }, Math.min(5000, 1500 * this.restarts));
   }
 
   /** An offer that got no answer for a while was lost: roll back and offer again. */
