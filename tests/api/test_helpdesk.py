@@ -120,8 +120,8 @@ async def test_someone_who_cannot_sign_in_gets_the_reply_by_email(
     [item] = (await staff.get("/api/v1/console/tickets")).json()
     assert item["requester"] == {"kind": "email", "name": "Walter Kowalski", "username": None,
                                  "email": "walter.k@example.net", "role": None}
-    reply = {"close": True,
-             "message": "Hello Walter, your account is unlocked.\n\nUse Forgot your password? to set a new one."}
+    message = "Hello Walter, your account is unlocked.\n\nUse Forgot your password? to set a new one."
+    reply = {"close": True, "message": message}
     # Anyone can claim any name on the public form: staff confirm the emailed text holds no health data.
     r = await staff.post(f"/api/v1/console/tickets/{ticket.id}/reply", json=reply)
     assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "no_health_data"
