@@ -10,8 +10,7 @@ from datetime import date
 from typing import Any
 
 from rtc_server.auth.models import Role
-from tests.api.test_refills import (  # noqa: F401 (the autouse fixture)
-    _h11_routes,
+from tests.api.test_refills import (
     ask,
     audit_rows,
     make_clinic,

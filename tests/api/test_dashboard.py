@@ -16,7 +16,6 @@ from rtc_server.portal.refills.models import RefillRequest
 from rtc_server.records.models import Appointment, Medication
 from tests.api.test_records import (
     BOTH_BACKENDS,
-    _records_routes,  # noqa: F401 (autouse: the routes these tests call)
     audit_rows,
     import_demo,
     lab_ids,

@@ -16,8 +16,7 @@ from rtc_server.auth.models import Role
 from rtc_server.broker.base import Inbox
 from rtc_server.notify.events import user_channel
 from rtc_server.portal.helpdesk.models import HelpTicket
-from tests.api.test_refills import (  # noqa: F401 (the autouse fixture)
-    _h11_routes,
+from tests.api.test_refills import (
     audit_rows,
     make_clinic,
     signed_in,

@@ -17,7 +17,6 @@ from rtc_server.auth.models import Role, User
 from rtc_server.portal.labs.release import triage_imported
 from tests.api.test_records import (
     BOTH_BACKENDS,
-    _records_routes,  # noqa: F401 (autouse: the routes these tests call)
     audit_rows,
     import_demo,
     lab_ids,

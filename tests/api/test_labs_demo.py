@@ -6,7 +6,6 @@ from __future__ import annotations
 from rtc_server.portal.labs.demo import A1C, prepare_demo_labs
 from tests.api.test_labs import by_code
 from tests.api.test_records import (
-    _records_routes,  # noqa: F401 (autouse: the routes these tests call)
     import_demo,
     patient_client,
     provider_client,

@@ -13,7 +13,6 @@ from rtc_server.auth.actor import NO_REQUEST
 from rtc_server.auth.models import SessionStage, User
 from rtc_server.auth.sessions import create_session, session_cookie_name
 from tests.api.test_records import (
-    _records_routes,  # noqa: F401 (autouse: the routes these tests call)
     import_demo,
     lab_ids,
     provider_client,

@@ -18,7 +18,6 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
-import rtc_server.app
 from rtc_server.audit import AuditEvent
 from rtc_server.auth.models import Role, User
 from rtc_server.auth.sessions import session_cookie_name
@@ -33,19 +32,8 @@ from tests.harness import create_signed_in_user, csrf_client, make_settings
 
 BOTH_BACKENDS = pytest.mark.parametrize(
     "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
-RECORDS_ROUTES = (
-    "rtc_server.portal.records.routes", "rtc_server.portal.labs.routes",
-    "rtc_server.portal.dashboard.routes", "rtc_server.console.results", "rtc_server.console.charts",
-)
 
 
-@pytest.fixture(autouse=True)
-def _records_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until ``app.py`` lists these routes, the apps these tests build do."""
-    listed = rtc_server.app.FEATURE_ROUTE_MODULES
-    missing = tuple(m for m in RECORDS_ROUTES if m not in listed)
-    if missing:
-        monkeypatch.setattr(rtc_server.app, "FEATURE_ROUTE_MODULES", (*listed, *missing))
 
 
 # --- a clinic imported from FHIR -------------------------------------------------------

@@ -22,7 +22,6 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
-import rtc_server.app
 from rtc_server.audit import AuditEvent
 from rtc_server.auth.models import Role, User
 from rtc_server.auth.sessions import session_cookie_name
@@ -35,24 +34,8 @@ from rtc_server.records.models import Medication, Practitioner
 from tests.harness import create_patient, create_signed_in_user, csrf_client
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-H11_ROUTES = (
-    "rtc_server.pharmacy.routes",
-    "rtc_server.portal.refills.routes",
-    "rtc_server.portal.helpdesk.routes",
-    "rtc_server.console.shell",
-    "rtc_server.console.patients",
-    "rtc_server.console.charts",
-    "rtc_server.console.routes",  # H8's schedule, which the console's start page shows
-)
 
 
-@pytest.fixture(autouse=True)
-def _h11_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until ``app.py`` lists these route tables, the apps these tests build do."""
-    listed = rtc_server.app.FEATURE_ROUTE_MODULES
-    missing = tuple(m for m in H11_ROUTES if m not in listed)
-    if missing:
-        monkeypatch.setattr(rtc_server.app, "FEATURE_ROUTE_MODULES", (*listed, *missing))
 
 
 # --- people and records ------------------------------------------------------------------

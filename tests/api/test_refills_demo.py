@@ -13,7 +13,7 @@ from rtc_server.fhir.importer import import_bundle
 from rtc_server.portal.helpdesk.demo import seed_demo_tickets
 from rtc_server.portal.refills.demo import DEMO_PHARMACIES, seed_demo_refills
 from rtc_server.records.models import Patient, Practitioner
-from tests.api.test_refills import _h11_routes, provider, signed_in  # noqa: F401
+from tests.api.test_refills import provider, signed_in
 
 
 async def test_the_demo_has_pharmacies_a_pending_refill_and_tickets(app, session_factory) -> None:

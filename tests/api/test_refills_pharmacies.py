@@ -10,8 +10,7 @@ from typing import Any
 from rtc_server.auth.models import Role
 from rtc_server.pharmacy.directory import is_pharmacy_kind
 from rtc_server.records.models import Organization
-from tests.api.test_refills import (  # noqa: F401 (the autouse fixture)
-    _h11_routes,
+from tests.api.test_refills import (
     add_pharmacy,
     ask,
     audit_rows,

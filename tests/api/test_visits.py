@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import pytest_asyncio
 from sqlmodel import select
 
@@ -28,17 +27,11 @@ from tests.media.visit_helpers import (
     audit_rows,
     check_in_body,
     checked_in_and_admitted,
-    list_visit_routes,
     make_clinic,
     person,
     video_appointment,
     visit_app,
 )
-
-
-@pytest.fixture(autouse=True)
-def _visit_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    list_visit_routes(monkeypatch)
 
 
 @pytest_asyncio.fixture

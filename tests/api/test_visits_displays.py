@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
 import pytest_asyncio
 
 from rtc_server.auth.models import Role
@@ -18,16 +17,10 @@ from tests.media.visit_helpers import (
     api_client,
     audit_rows,
     check_in_body,
-    list_visit_routes,
     make_clinic,
     person,
     visit_app,
 )
-
-
-@pytest.fixture(autouse=True)
-def _visit_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    list_visit_routes(monkeypatch)
 
 
 @pytest_asyncio.fixture

@@ -23,7 +23,7 @@ from rtc_server.auth.sessions import session_cookie_name
 from rtc_server.portal.labs.models import LabHoldRule
 from rtc_server.portal.labs.review import enter_result
 from rtc_server.portal.labs.shapes import ResultIn
-from tests.api.test_records import _records_routes, import_demo  # noqa: F401 (autouse routes)
+from tests.api.test_records import import_demo
 from tests.browser.axe import assert_accessible
 from tests.harness import create_signed_in_user, server_db
 

@@ -12,7 +12,6 @@ import pytest
 from playwright.async_api import Page, expect
 
 from rtc_server.auth.models import Role
-from tests.api.test_refills import _h11_routes  # noqa: F401 (the autouse fixture)
 from tests.browser.axe import assert_accessible
 from tests.browser.test_refills_flow import failed_calls, live, new_page, second_context, sign_in_as  # noqa: F401
 from tests.harness import create_patient, server_db

@@ -14,7 +14,7 @@ from playwright.async_api import expect
 from rtc_server import audit
 from rtc_server.auth.models import Role
 from rtc_server.portal.labs.models import LabHoldRule
-from tests.api.test_records import _records_routes, import_demo  # noqa: F401 (autouse routes)
+from tests.api.test_records import import_demo
 from tests.browser.axe import assert_accessible
 from tests.browser.helpers import PHONE, path_of, sideways_overflow
 from tests.harness import create_signed_in_user, server_db

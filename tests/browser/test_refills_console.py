@@ -11,7 +11,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from rtc_server.auth.models import Role, User
-from tests.api.test_refills import _h11_routes, add_medication, add_practitioner  # noqa: F401
+from tests.api.test_refills import add_medication, add_practitioner
 from tests.browser.axe import assert_accessible
 from tests.browser.helpers import PHONE, set_text_size, sideways_overflow
 from tests.browser.test_refills_flow import failed_calls, sign_in_as

@@ -17,8 +17,7 @@ from sqlmodel import select
 from rtc_server.auth.models import Role, User
 from rtc_server.auth.sessions import session_cookie_name
 from rtc_server.records.models import Patient
-from tests.api.test_refills import (  # noqa: F401 (the autouse fixture)
-    _h11_routes,
+from tests.api.test_refills import (
     add_medication,
     add_pharmacy,
     add_practitioner,

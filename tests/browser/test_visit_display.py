@@ -12,14 +12,9 @@ from playwright.async_api import expect
 from rtc_server.auth.models import Role
 from tests.browser.axe import assert_accessible
 from tests.harness import server_db
-from tests.media.visit_helpers import check_in_body, http_client, list_visit_routes, make_clinic, person
+from tests.media.visit_helpers import check_in_body, http_client, make_clinic, person
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(autouse=True)
-def _visit_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    list_visit_routes(monkeypatch)
 
 
 async def test_a_lobby_screen_shows_tickets_recovers_from_network_loss_and_can_be_unpaired(

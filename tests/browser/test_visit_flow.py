@@ -28,14 +28,9 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 from tests.browser.axe import assert_accessible
 from tests.harness import server_db
 from tests.media.turn_server import Coturn, running_coturn
-from tests.media.visit_helpers import Person, list_visit_routes, make_clinic, use_ice
+from tests.media.visit_helpers import Person, make_clinic, use_ice
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(autouse=True)
-def _visit_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    list_visit_routes(monkeypatch)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -14,17 +14,11 @@ from tests.harness import server_db
 from tests.media.visit_helpers import (
     admit_over_http,
     http_client,
-    list_visit_routes,
     make_clinic,
     video_appointment,
 )
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(autouse=True)
-def _visit_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    list_visit_routes(monkeypatch)
 
 
 async def test_patient_sees_when_each_video_visit_can_be_joined_and_a_started_one_appears_live(

@@ -11,14 +11,9 @@ from playwright.async_api import expect
 
 from tests.harness import server_db
 from tests.media.aiortc_peer import AiortcPeer
-from tests.media.visit_helpers import admit_over_http, list_visit_routes, make_clinic
+from tests.media.visit_helpers import admit_over_http, make_clinic
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(autouse=True)
-def _visit_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    list_visit_routes(monkeypatch)
 
 
 async def test_aiortc_and_chromium_exchange_video_through_the_servers_signaling(

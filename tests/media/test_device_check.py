@@ -7,19 +7,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import pytest
 import pytest_asyncio
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
 
 from rtc_server.auth.models import Role
 from rtc_server.rooms.devicecheck import DeviceChecks
-from tests.media.visit_helpers import api_client, list_visit_routes, person, visit_app
-
-
-@pytest.fixture(autouse=True)
-def _visit_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    list_visit_routes(monkeypatch)
+from tests.media.visit_helpers import api_client, person, visit_app
 
 
 @pytest_asyncio.fixture

@@ -19,12 +19,7 @@ from rtc_server.rooms.turn import ice_servers, turn_credentials
 from tests.harness import server_db
 from tests.media.aiortc_peer import AiortcPeer
 from tests.media.turn_server import SECRET, Coturn, running_coturn
-from tests.media.visit_helpers import admit_over_http, http_client, list_visit_routes, make_clinic, use_ice
-
-
-@pytest.fixture(autouse=True)
-def _visit_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    list_visit_routes(monkeypatch)
+from tests.media.visit_helpers import admit_over_http, http_client, make_clinic, use_ice
 
 
 @pytest_asyncio.fixture

@@ -22,7 +22,6 @@ from sqlmodel import select
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 
-import rtc_server.app
 from rtc_server.app import create_app
 from rtc_server.audit import AuditEvent
 from rtc_server.auth.actor import NO_REQUEST
@@ -35,17 +34,10 @@ from rtc_server.rooms.service import CONSENT_VERSION
 from rtc_server.rooms.turn import IceConfig
 from tests.harness import add_user, csrf_client, patient_row
 
-VISIT_ROUTES = ("rtc_server.rooms.routes", "rtc_server.signaling.ws")
 VISIT_WS = "/ws/v1/visit"
 ORIGIN = "http://testserver"
 
 
-def list_visit_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Apps built from now on serve the visit routes (until ``app.py`` lists them)."""
-    listed = rtc_server.app.FEATURE_ROUTE_MODULES
-    missing = tuple(m for m in VISIT_ROUTES if m not in listed)
-    if missing:
-        monkeypatch.setattr(rtc_server.app, "FEATURE_ROUTE_MODULES", (*listed, *missing))
 
 
 def use_ice(monkeypatch: pytest.MonkeyPatch, config: IceConfig, app: Any = None) -> None:

@@ -26,7 +26,6 @@ from tests.media.visit_helpers import (
     check_in_body,
     checked_in_and_admitted,
     join,
-    list_visit_routes,
     make_clinic,
     person,
     recv,
@@ -39,11 +38,6 @@ from tests.ws.helpers import Served, closed_with, serving
 
 CANDIDATE = {"candidate": "candidate:1 1 udp 2122260223 192.0.2.10 54321 typ host",
              "sdpMid": "0", "sdpMLineIndex": 0}
-
-
-@pytest.fixture(autouse=True)
-def _visit_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    list_visit_routes(monkeypatch)
 
 
 @pytest_asyncio.fixture

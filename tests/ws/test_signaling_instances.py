@@ -16,7 +16,6 @@ from tests.media.visit_helpers import (
     SDP,
     checked_in_and_admitted,
     join,
-    list_visit_routes,
     make_clinic,
     recv_until,
     send,
@@ -26,11 +25,6 @@ from tests.media.visit_helpers import (
 from tests.ws.helpers import Served, serving
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture(autouse=True)
-def _visit_routes(monkeypatch: pytest.MonkeyPatch) -> None:
-    list_visit_routes(monkeypatch)
 
 
 @pytest_asyncio.fixture
