@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+from collections.abc import Awaitable
 from http.cookies import SimpleCookie
 
 from starlette.datastructures import MutableHeaders
@@ -31,10 +32,13 @@ class CsrfMiddleware:
         self.secure = secure
         self.cookie = csrf_cookie_name(secure)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine itself: a WebSocket keeps no frame of this layer alive for its lifetime.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._http(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         jar = SimpleCookie()
         try:

@@ -6,6 +6,8 @@ no inline script, so an injected ``<script>`` cannot run.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,10 +23,13 @@ class SecurityHeadersMiddleware:
         self.app = app
         self.hsts = hsts
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine itself: a WebSocket keeps no frame of this layer alive for its lifetime.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._http(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         is_api = scope["path"].startswith("/api/")
 
         async def send_with_headers(message: Message) -> None:

@@ -28,6 +28,7 @@ function dispatch(event) {
 function connect() {
   if (socket || stopped) return;
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  const lastSeq = new Map();
   socket = new WebSocket(`${scheme}//${window.location.host}/ws/v1/events`);
   socket.addEventListener("message", (message) => {
     let frame;
@@ -39,9 +40,19 @@ function connect() {
     if (!frame || typeof frame !== "object") return;
     if (frame.type === "ready") {
       delay = 1000;
+      lastSeq.clear();
       document.documentElement.dataset.live = "ready";
       dispatch({ kind: "ready" });
+    } else if (frame.type === "resync") {
+      // The server may have missed events (its broker reconnected): refetch, as after "ready".
+      dispatch({ kind: "ready" });
     } else if (frame.type === "event" && frame.event && typeof frame.event.kind === "string") {
+      // Each channel's events are numbered without gaps: a jump means one was lost.
+      const before = lastSeq.get(frame.channel);
+      if (typeof frame.seq === "number") lastSeq.set(frame.channel, frame.seq);
+      if (typeof before === "number" && typeof frame.seq === "number" && frame.seq !== before + 1) {
+        dispatch({ kind: "ready" });
+      }
       dispatch(frame.event);
     }
   });
