@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import threading
 import time
 import uuid
@@ -47,9 +46,19 @@ from rtc_server.cli import WS_MAX_BYTES, install_log_filters
 from rtc_server.config import Settings
 from rtc_server.db import create_engine
 from rtc_server.migrate import upgrade
-from tests.harness import IN_CI, SAMPLES, csrf_client, find_leaks, make_settings, need  # noqa: F401
+from tests.harness import (  # noqa: F401
+    IN_CI,
+    PG_URL,
+    SAMPLES,
+    csrf_client,
+    find_leaks,
+    free_port,
+    make_settings,
+    need,
+    pg_exec,
+    pg_url,
+)
 
-PG_URL = os.environ.get("RTC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("RTC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CHROMIUM = os.environ.get("RTC_TEST_CHROMIUM", "/usr/bin/chromium")
 
@@ -165,18 +174,6 @@ def smtp() -> Iterator[SmtpSink]:
 
 # --- databases ------------------------------------------------------------
 
-def _pg_dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
-
-
-async def _pg_exec(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(_pg_dsn(PG_URL), timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -185,9 +182,6 @@ def backend(request: pytest.FixtureRequest) -> str:
     return getattr(request, "param", "sqlite")
 
 
-def _pg_url(name: str) -> str:
-    base = _pg_dsn(PG_URL).rsplit("/", 1)[0]
-    return f"postgresql+asyncpg://{base.split('://', 1)[1]}/{name}"
 
 
 async def _migrate_url(url: str, data_dir: Path) -> None:
@@ -220,14 +214,14 @@ def _migrated_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     stays connected to it, as ``CREATE DATABASE ... TEMPLATE`` requires)."""
     name = f"rtc_tmpl_{uuid.uuid4().hex[:12]}"
     try:
-        asyncio.run(_pg_exec(f'CREATE DATABASE "{name}"'))
+        asyncio.run(pg_exec(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # asyncpg raises many kinds when the server is down
         need("PostgreSQL", f"{PG_URL}: {type(exc).__name__}: {exc}")
     try:
-        asyncio.run(_migrate_url(_pg_url(name), tmp_path_factory.mktemp("pg-template")))
+        asyncio.run(_migrate_url(pg_url(name), tmp_path_factory.mktemp("pg-template")))
         yield name
     finally:
-        asyncio.run(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
@@ -247,11 +241,11 @@ async def database_url(backend: str, tmp_path: Path, _db_template: Path | str) -
         return
     template = _db_template
     name = f"rtc_t_{uuid.uuid4().hex[:12]}"
-    await _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    await pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     try:
-        yield _pg_url(name)
+        yield pg_url(name)
     finally:
-        await _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest_asyncio.fixture
@@ -331,12 +325,6 @@ async def make_client(app: object) -> AsyncIterator[object]:
 
 
 # --- live server and browser ---------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class LiveServer:
     def __init__(self, settings: Settings) -> None:

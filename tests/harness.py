@@ -9,6 +9,7 @@ is not about signing in, directly (``create_signed_in_user``).
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
@@ -202,3 +203,37 @@ async def enrolled_staff(
     assert (await sign_in(client, username, secrets_seen))["status"] == "mfa_enroll_required"
     await enrol_mfa(client, secrets_seen)
     return client, user_id
+
+
+# --- PostgreSQL test databases ---------------------------------------------------
+
+#: The PostgreSQL server tests use (trust auth); each test creates its own database on it.
+PG_URL = os.environ.get("RTC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def pg_exec(sql: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE) on the test server's own database."""
+    import asyncpg
+
+    conn = await asyncpg.connect(_pg_dsn(PG_URL), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def pg_url(name: str) -> str:
+    """The app's URL for database ``name`` on the test server."""
+    base = _pg_dsn(PG_URL).rsplit("/", 1)[0]
+    return f"postgresql+asyncpg://{base.split('://', 1)[1]}/{name}"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.harness import free_port
 
 
 def modes(root: Path) -> dict[str, str]:

@@ -11,12 +11,11 @@ one such database (SQLite unless ``backend`` is parametrized to postgres).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -28,10 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rtc_server import audit
 from rtc_server.db import SessionFactory, create_engine, make_session_factory
-from rtc_server.migrate import upgrade
-from tests.harness import make_settings, need
+from tests.harness import make_settings, pg_exec, pg_url
 
-PG_URL = os.environ.get("RTC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _NO_MAIL = SimpleNamespace(port=25)  # settings need an SMTP URL; these tests send no mail
 
 FreshDatabase = Callable[[], Awaitable[SessionFactory]]
@@ -57,67 +54,23 @@ def _engine(url: str, data_dir: Path) -> AsyncEngine:
     return engine
 
 
-async def _migrate(url: str, data_dir: Path) -> None:
-    engine = _engine(url, data_dir)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
 
 
-def _pg_base() -> str:
-    return PG_URL.replace("postgresql+asyncpg://", "postgresql://").rsplit("/", 1)[0]
 
 
-async def _pg_exec(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(f"{_pg_base()}/{PG_URL.rsplit('/', 1)[1]}", timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
-def _pg_url(name: str) -> str:
-    return "postgresql+asyncpg://" + _pg_base().split("://", 1)[1] + f"/{name}"
 
 
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file with every migration applied, copied for each fresh database."""
-    folder = tmp_path_factory.mktemp("fhir-template")
-    path = folder / "template.db"
-    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}", folder))
-    return path
 
 
-@pytest.fixture(scope="session")
-def postgres_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated PostgreSQL database to create fresh ones from (no one stays
-    connected to it, as ``CREATE DATABASE ... TEMPLATE`` requires)."""
-    name = f"rtc_tmpl_{uuid.uuid4().hex[:12]}"
-    try:
-        asyncio.run(_pg_exec(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # asyncpg raises many kinds when the server is down
-        need("PostgreSQL", f"{PG_URL}: {type(exc).__name__}: {exc}")
-    try:
-        asyncio.run(_migrate(_pg_url(name), tmp_path_factory.mktemp("pg-template")))
-        yield name
-    finally:
-        asyncio.run(_pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture
-def template(backend: str, request: pytest.FixtureRequest) -> Path | str:
-    """This test's backend's template (sync: the templates are built with asyncio.run)."""
-    return request.getfixturevalue(  # type: ignore[no-any-return]
-        "sqlite_template" if backend == "sqlite" else "postgres_template")
 
 
 @pytest_asyncio.fixture
 async def fresh_database(
-    backend: str, template: Path | str, tmp_path: Path,
+    backend: str, _db_template: Path | str, tmp_path: Path,
 ) -> AsyncIterator[FreshDatabase]:
     """``await fresh_database()``: a session factory on a new, migrated,
     empty database of this test's backend; all are dropped afterwards."""
@@ -127,13 +80,13 @@ async def fresh_database(
     async def make() -> SessionFactory:
         if backend == "sqlite":
             path = tmp_path / f"db{len(engines)}.db"
-            shutil.copyfile(template, path)
+            shutil.copyfile(_db_template, path)
             url = f"sqlite+aiosqlite:///{path}"
         else:
             name = f"rtc_t_{uuid.uuid4().hex[:12]}"
-            await _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            await pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{_db_template}"')
             pg_names.append(name)
-            url = _pg_url(name)
+            url = pg_url(name)
         engine = _engine(url, tmp_path / "data")
         engines.append(engine)
         return make_session_factory(engine)
@@ -144,7 +97,7 @@ async def fresh_database(
         for engine in engines:
             await engine.dispose()
         for name in pg_names:
-            await _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest_asyncio.fixture

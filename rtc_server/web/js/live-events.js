@@ -9,7 +9,10 @@
 // session has ended (4401) or is refused (4403). Once listening, <html data-live="ready">.
 
 const listeners = new Set();
+/** Modules that speak other frames on this socket (chat): every frame but pong/session_ended. */
+const frameListeners = new Set();
 let socket = null;
+let listening = false;
 let delay = 1000;
 let stopped = false;
 
@@ -40,6 +43,7 @@ function connect() {
     if (!frame || typeof frame !== "object") return;
     if (frame.type === "ready") {
       delay = 1000;
+      listening = true;
       lastSeq.clear();
       document.documentElement.dataset.live = "ready";
       dispatch({ kind: "ready" });
@@ -54,10 +58,14 @@ function connect() {
         dispatch({ kind: "ready" });
       }
       dispatch(frame.event);
+    } else if (frame.type !== "pong" && frame.type !== "session_ended") {
+      for (const handler of frameListeners) handler(frame);
     }
   });
   socket.addEventListener("close", (closing) => {
     socket = null;
+    listening = false;
+    for (const handler of frameListeners) handler({ type: "closed" });
     document.documentElement.dataset.live = "closed";
     if (closing.code === 4401 || closing.code === 4403) {
       stopped = true;
@@ -74,4 +82,19 @@ export function onLiveEvent(kinds, handler) {
   listeners.add(entry);
   connect();
   return () => listeners.delete(entry);
+}
+
+/** Call `handler(frame)` for every frame other than events (chat acks, errors...), and
+ * `{type: "closed"}` when the socket drops; returns an unsubscribe function. */
+export function onFrame(handler) {
+  frameListeners.add(handler);
+  connect();
+  return () => frameListeners.delete(handler);
+}
+
+/** Send `frame` on the page's socket; false when it is not listening (use HTTP then). */
+export function sendFrame(frame) {
+  if (!socket || !listening || socket.readyState !== WebSocket.OPEN) return false;
+  socket.send(JSON.stringify(frame));
+  return true;
 }

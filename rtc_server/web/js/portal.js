@@ -297,6 +297,10 @@ export async function initPortal({ roles = null } = {}) {
   rememberCsrfToken(session.csrf_token);
   renderNav(session.user);
   renderUser(session.user);
+  if (session.user.role === "patient") {
+    // The Messaging tab's unread count, live on every patient page (on the page's one socket).
+    import("./chat-client.js").then((m) => m.badgeMessagingTab()).catch(() => {});
+  }
   onUnauthenticated(() => window.location.assign(expiredLogin()));
   new IdleWatch(session.idle_timeout_seconds).start();
 

@@ -8,6 +8,7 @@ import { initPortal, withLoading } from "../portal.js";
 import { get, ApiError } from "../api.js";
 import { h, replaceChildren, announce } from "../dom.js";
 import { clinicInfo, phoneLink } from "../shell.js";
+import { onLiveEvent } from "../live-events.js";
 
 const $ = (id) => document.getElementById(id);
 const whenFormat = new Intl.DateTimeFormat(undefined, {
@@ -17,7 +18,8 @@ const dayFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
 const KIND_LABELS = { in_person: "In person", video: "Video visit (virtual)" };
 const REFILL_LABELS = { requested: "Waiting for your provider", approved: "Approved, being sent to your pharmacy" };
 // Events (ids only) after which the dashboard is fetched again.
-const LIVE_KINDS = new Set(["lab_result", "appointment", "refill", "chat.unread", "chat.conversation", "chat.message"]);
+const LIVE_KINDS = new Set(["lab_result", "appointment", "refill", "chat.unread", "chat.read", "chat.conversation",
+  "chat.message"]);
 
 let clinic = null;
 let shownResults = null; // ids shown last time, to announce what is new
@@ -93,7 +95,7 @@ function renderMessages(data) {
   }
   replaceChildren(body,
     h("ul", { class: "dash-list" }, section.items.map((c) => h("li", {},
-      h("h3", {}, h("a", { href: "/app/messages.html", text: c.subject })),
+      h("h3", {}, h("a", { href: `/app/messages.html?c=${encodeURIComponent(c.id)}`, text: c.subject })),
       h("p", { text: `${c.unread} unread ${c.unread === 1 ? "message" : "messages"}` })))),
     h("p", {}, h("a", { href: "/app/messages.html", text: "Go to Messaging" })));
 }
@@ -142,39 +144,13 @@ async function refresh() {
   return refreshing;
 }
 
-/** Follow /ws/v1/events: an event (ids only) means "fetch the dashboard again". */
+/** Follow the page's one live socket: an event (ids only) means "fetch the dashboard again";
+ * "ready" (listening, first time or after a reconnect or a gap) means catch up. */
 function followEvents() {
-  let delay = 1000;
-  const connect = () => {
-    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    const socket = new WebSocket(`${scheme}//${window.location.host}/ws/v1/events`);
-    socket.addEventListener("message", (message) => {
-      let frame;
-      try {
-        frame = JSON.parse(message.data);
-      } catch {
-        return;
-      }
-      if (frame && frame.type === "ready") {
-        // Listening now: catch up on anything that happened before (or while away).
-        refresh().catch(() => {});
-        document.body.dataset.live = "on";
-        return;
-      }
-      const event = frame && frame.event;
-      if (event && LIVE_KINDS.has(event.kind)) refresh().catch(() => {});
-    });
-    socket.addEventListener("close", (closing) => {
-      delete document.body.dataset.live;
-      if (closing.code === 4401 || closing.code === 4403) return; // signed out: the page handles it
-      delay = Math.min(delay * 2, 30000);
-      window.setTimeout(connect, delay);
-    });
-    socket.addEventListener("open", () => {
-      delay = 1000;
-    });
-  };
-  connect();
+  onLiveEvent([...LIVE_KINDS], (event) => {
+    if (event.kind === "ready") document.body.dataset.live = "on";
+    refresh().catch(() => {});
+  });
 }
 
 const session = await initPortal({ roles: ["patient"] });
