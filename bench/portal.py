@@ -24,8 +24,9 @@
    signed-in endpoint on this stack.
 
 Every dashboard and labs request does what it does in production: loads the
-session, checks the patient's results are classified, reads, writes its audit
-row and commits (the audit sealer runs too).
+session, checks the patient's results are classified, reads, and answers only
+once its audit row is committed (through the instance's group-commit audit
+writer, ``rtc_server.audit_writer``; the audit sealer runs too).
 """
 
 from __future__ import annotations

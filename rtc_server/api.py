@@ -58,9 +58,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rtc_server import __version__
-from rtc_server.auth.actor import Actor, RequestMeta, actor_from, record_denial
+from rtc_server.auth.actor import Actor, RequestMeta, record_denial
 from rtc_server.auth.models import SessionStage
-from rtc_server.auth.sessions import load_session, session_cookie_name
+from rtc_server.auth.sessions import session_actor, session_cookie_name
 from rtc_server.auth.timing import floor_for_request, response_floor
 from rtc_server.config import Settings
 from rtc_server.errors import (
@@ -373,10 +373,9 @@ class ApiRoute(Route):
         if self.auth == "public":
             return None
         token = request.cookies.get(session_cookie_name(settings))
-        found = await load_session(db, token, settings, touch=self.touch) if token else None
-        if found is None:
+        actor = await session_actor(db, token, settings, meta, touch=self.touch) if token else None
+        if actor is None:
             raise Unauthorized()
-        actor = actor_from(*found, meta)
         if self.auth == "session" and actor.stage != SessionStage.full:
             raise Unauthorized()
         return actor

@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from rtc_server import audit, health
 from rtc_server.api import api_fallback
+from rtc_server.audit_writer import WRITER_INFO, AuditWriter
 from rtc_server.auth.password_policy import load_common_passwords
 from rtc_server.broker import create_broker
 from rtc_server.config import Settings
@@ -102,8 +103,13 @@ def create_app(settings: Settings, *, web_dir: Path | None = None) -> Starlette:
         await broker.start()
         mailer = Mailer(settings)
         mail_worker = MailWorker(mailer, settings)
+        # Read requests hand their audit rows to one group-commit writer per instance.
+        audit_writer = AuditWriter(engine)
+        audit_writer.start()
+        app.state.audit_writer = audit_writer
         # Sessions publish their events and wake the mail worker after commit.
-        factory = make_session_factory(engine, **{BROKER_INFO: broker, WAKE_INFO: mail_worker.wake})
+        factory = make_session_factory(engine, **{BROKER_INFO: broker, WAKE_INFO: mail_worker.wake,
+                                                  WRITER_INFO: audit_writer})
         mail_worker.start(factory)
         app.state.deps = Deps(settings=settings, session_factory=factory, broker=broker,
                               mailer=mailer, mail_worker=mail_worker)
@@ -129,6 +135,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = None) -> Starlette:
             await app.state.visits.close()
             await app.state.realtime.close()
             await broker.close()
+            await audit_writer.aclose()
             await engine.dispose()
 
     routes = _routes()

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio.to_thread
-from sqlalchemy import Column, DateTime, Engine, Index, event, func, update
+from sqlalchemy import Column, DateTime, Engine, Index, bindparam, event, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel, col, select
@@ -112,6 +112,62 @@ async def record(
             action=action, resource=resource, outcome=outcome, request_id=request_id, ip=ip,
         )
     )
+
+
+async def record_read(
+    session: AsyncSession,
+    *,
+    action: str,
+    outcome: str = "success",
+    actor_id: int | None = None,
+    actor_role: str | None = None,
+    patient_id: int | None = None,
+    resource: str | None = None,
+    request_id: str | None = None,
+    ip: str | None = None,
+) -> None:
+    """Audit a read and end the caller's transaction: return once the row is
+    committed. The caller's transaction must hold no writes of its own (use
+    :func:`record` and commit for a request that changed something).
+
+    With this instance's group-commit writer (``audit_writer.WRITER_INFO`` in the
+    session's ``info``) the row goes into the writer's next batch and the caller's
+    transaction, which only read, ends without a write; otherwise the row is
+    committed in the caller's transaction."""
+    from rtc_server.audit_writer import WRITER_INFO
+
+    values = {
+        "at": utcnow(), "actor_id": actor_id, "actor_role": actor_role, "patient_id": patient_id,
+        "action": action, "resource": resource, "outcome": outcome, "request_id": request_id, "ip": ip,
+    }
+    writer = session.info.get(WRITER_INFO)
+    if writer is None or not writer.running or session.new or session.dirty or session.deleted:
+        session.add(AuditEvent(**values))
+        await session.commit()
+        return
+    # Ends the read (nothing to commit: no write transaction on SQLite), and hands
+    # its connection back while the row waits for its batch.
+    await session.commit()
+    await writer.write(values)
+
+
+def tagged_values(engine: AsyncEngine | Engine, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` of a new row with its tag in ``digest``, as the ORM insert does it."""
+    sync = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+    key = _KEYS.get(sync)
+    if key is None and sync not in _WARNED:
+        _WARNED.add(sync)
+        log.warning("audit rows written without the server key (audit.bind_key was not "
+                    "called for this engine): the sealer will refuse them as forged")
+    row = _Values(**values)
+    return {**values, "seq": None, "digest": _row_tag(key, row) if key is not None else None}
+
+
+class _Values:
+    """A row's content as ``_row_tag`` reads it, without building a model."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
 
 
 # --- keys and digests ----------------------------------------------------------
@@ -519,19 +575,15 @@ class Sealer:
             if not accepted:
                 return 0, head, False
             seq, prev = (head.seq, head.digest) if head else (0, "")
+            seals = []
+            for row in accepted:
+                seq += 1
+                prev = _digest(self._key, prev, row, seq)
+                seals.append({"row_id": row.id, "new_seq": seq, "new_digest": prev})
             try:
-                for row in accepted:
-                    seq += 1
-                    prev = _digest(self._key, prev, row, seq)
-                    done = await session.exec(  # type: ignore[call-overload]
-                        update(AuditEvent)
-                        .where(col(AuditEvent.id) == row.id, col(AuditEvent.seq).is_(None))
-                        .values(seq=seq, digest=prev)
-                        .execution_options(synchronize_session=False)
-                    )
-                    if done.rowcount != 1:  # another sealer got there first
-                        await session.rollback()
-                        return 0, head, False
+                if not await _apply_seals(session, seals):  # another sealer got there first
+                    await session.rollback()
+                    return 0, head, False
                 await session.commit()
             except IntegrityError:
                 # Another instance extended the chain at the same time; it wins.
@@ -550,6 +602,28 @@ class Sealer:
         for row in below:
             self._report(row, f"is unsealed below the sealed head (id {floor}): inserted or "
                               "un-sealed after the rows around it were sealed")
+
+
+_SEAL = (
+    update(AuditEvent.__table__)  # type: ignore[attr-defined]
+    .where(AuditEvent.__table__.c.id == bindparam("row_id"),  # type: ignore[attr-defined]
+           AuditEvent.__table__.c.seq.is_(None))  # type: ignore[attr-defined]
+    .values(seq=bindparam("new_seq"), digest=bindparam("new_digest"))
+)
+
+
+async def _apply_seals(session: AsyncSession, seals: list[dict[str, Any]]) -> bool:
+    """Seal the rows (each only while still unsealed); False unless every one was.
+    One statement for the batch where the driver counts the rows an executemany
+    changed (SQLite), else one per row."""
+    conn = await session.connection()
+    if conn.dialect.supports_sane_multi_rowcount:
+        done = await conn.execute(_SEAL, seals)
+        return done.rowcount == len(seals)
+    for seal in seals:
+        if (await conn.execute(_SEAL, seal)).rowcount != 1:
+            return False
+    return True
 
 
 async def _first_of_each_content(session: AsyncSession, rows: Sequence[AuditEvent]) -> dict[str, int]:

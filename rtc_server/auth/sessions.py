@@ -12,15 +12,18 @@ on, role change, "end this session") closes that user's sockets at once.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import String, bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rtc_server.auth.actor import RequestMeta
-from rtc_server.auth.models import AuthSession, SessionStage, User
+from rtc_server.audit_writer import WRITER_INFO
+from rtc_server.auth.actor import Actor, RequestMeta
+from rtc_server.auth.models import AuthSession, Role, SessionStage, User
 from rtc_server.auth.tokens import new_token, token_hash
 from rtc_server.config import Settings
 from rtc_server.db import as_utc, utcnow
@@ -89,6 +92,57 @@ async def load_session(
         db.add(sess)
         await db.commit()
     return sess, user
+
+
+@functools.cache
+def _actor_query() -> Any:
+    """The columns an ``Actor`` and the liveness rules need, by ``:token_hash``
+    (a plain row, no ORM objects; built once)."""
+    return (
+        select(AuthSession.id, AuthSession.stage, AuthSession.ended_at, AuthSession.last_seen_at,
+               AuthSession.expires_at, AuthSession.user_id, User.username, User.role,
+               User.patient_id, User.status)
+        .join(User, col(User.id) == col(AuthSession.user_id))
+        .where(col(AuthSession.id) == bindparam("token_hash", type_=String))
+    )
+
+
+@functools.cache
+def _touch_query() -> Any:
+    return (
+        update(AuthSession).where(col(AuthSession.id) == bindparam("session_id", type_=String))
+        .values(last_seen_at=bindparam("now"))
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def session_actor(
+    db: AsyncSession, token: str | None, settings: Settings, request_meta: RequestMeta,
+    *, touch: bool = True,
+) -> Actor | None:
+    """``load_session``'s rules in one SELECT of plain columns (the per-request
+    check of every API route): the actor of the live session for a cookie token,
+    or None. Activity is written at most every ``TOUCH_EVERY`` and committed at once."""
+    if not token or len(token) > 128:
+        return None
+    # Core on the session's connection: plain columns need none of the ORM's execution path.
+    conn = await db.connection()
+    row = (await conn.execute(_actor_query(), {"token_hash": token_hash(token)})).first()
+    now = utcnow()
+    if row is None or row.status != "active" or not is_live(row, settings, now):  # type: ignore[arg-type]
+        return None
+    last_seen = as_utc(row.last_seen_at)
+    if touch and last_seen is not None and now - last_seen > TOUCH_EVERY:
+        writer = db.info.get(WRITER_INFO)
+        if writer is not None and writer.running:  # batched with other requests' writes
+            await db.rollback()  # nothing written: hand the connection back while waiting
+            await writer.touch(row.id, now)
+        else:
+            await db.exec(_touch_query(), params={"session_id": row.id, "now": now})  # type: ignore[call-overload]
+            await db.commit()
+    return Actor(user_id=row.user_id, username=row.username, role=Role(row.role),
+                 patient_id=row.patient_id, session_id=row.id, stage=SessionStage(row.stage),
+                 meta=request_meta)
 
 
 async def end_session(db: AsyncSession, session_id: str) -> None:

@@ -6,7 +6,8 @@ what needs the patient's attention.
 It is the page patients open most, so it reads everything in one statement of
 narrow rows (no ORM objects; see ``_page_query``): the next appointments with
 their providers' names, the unopened results, the unread conversations, the open
-refill requests; then one audit row and the commit. Held results never appear: results are read through
+refill requests; then one audit row, committed by the instance's audit writer
+(``audit.record_read``). Held results never appear: results are read through
 ``lab_release`` with ``state = 'released'`` like every other patient view. The
 dashboard does not classify new results itself (``labs.release.triage``): the
 import path does (``triage_imported``, which also notifies), and so do the
@@ -24,6 +25,7 @@ from sqlalchemy import DateTime, Float, Integer, String, bindparam, cast, func, 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from rtc_server import audit
 from rtc_server.auth.actor import Actor
 from rtc_server.db import as_utc
 from rtc_server.portal.dashboard.shapes import (
@@ -35,7 +37,7 @@ from rtc_server.portal.dashboard.shapes import (
 )
 from rtc_server.portal.labs.flags import flag_of
 from rtc_server.portal.labs.models import LabRelease, LabState
-from rtc_server.portal.records.access import own_patient, record
+from rtc_server.portal.records.access import own_patient
 from rtc_server.records.models import (
     RELEASED_APPOINTMENT_STATUSES,
     Appointment,
@@ -84,6 +86,12 @@ def _row(part: str, id_: Any, total: Any, *, t1: Any = None, t2: Any = None,
     ]
 
 
+def _fixed(values: Any) -> list[Any]:
+    """A constant IN list as plain bound values: an expanding IN parameter would
+    be re-rendered into the SQL on every execution."""
+    return [literal(str(getattr(v, "value", v)), String) for v in values]
+
+
 @functools.cache
 def _page_query() -> Any:
     """The statement, built once: its parameters are ``patient_id``, ``user_id`` and
@@ -99,7 +107,8 @@ def _page_query() -> Any:
                col(Practitioner.given_name), col(Practitioner.family_name), col(Practitioner.suffix)]))
         .join(Practitioner, col(Practitioner.id) == col(Appointment.practitioner_id))
         .where(col(Appointment.patient_id) == patient_id,
-               col(Appointment.status).not_in(RELEASED_APPOINTMENT_STATUSES), col(Appointment.end) > now)
+               col(Appointment.status).not_in(_fixed(RELEASED_APPOINTMENT_STATUSES)),
+               col(Appointment.end) > now)
         .order_by(col(Appointment.start)).limit(APPOINTMENTS_SHOWN),
         select(*_row(
             "result", col(Observation.id), func.count().over(), t1=col(Observation.effective_at),
@@ -129,7 +138,8 @@ def _page_query() -> Any:
             select(*_row("refill", col(RefillRequest.id), func.count().over(),
                          t1=col(RefillRequest.requested_at),
                          s=[col(RefillRequest.medication_name), col(RefillRequest.status)]))
-            .where(col(RefillRequest.patient_id) == patient_id, col(RefillRequest.status).in_(OPEN_STATUSES))
+            .where(col(RefillRequest.patient_id) == patient_id,
+                   col(RefillRequest.status).in_(_fixed(OPEN_STATUSES)))
             .order_by(col(RefillRequest.requested_at).desc()).limit(REFILLS_SHOWN))
     # A LIMIT inside a UNION member needs its own sub-select on SQLite.
     subs = [part.subquery() for part in parts]
@@ -148,8 +158,10 @@ class _Flagged:
 
 async def dashboard(db: AsyncSession, actor: Actor, *, now: datetime) -> DashboardOut:
     patient_id = own_patient(actor, "dashboard.read")
-    rows = (await db.exec(_page_query(), params={"patient_id": patient_id, "user_id": actor.user_id,
-                                                 "now": now})).all()
+    # Core on the session's connection: plain rows need none of the ORM's execution path.
+    conn = await db.connection()
+    rows = (await conn.execute(_page_query(), {"patient_id": patient_id, "user_id": actor.user_id,
+                                               "now": now})).all()
     part: dict[str, list[Any]] = {"appointment": [], "result": [], "conversation": [], "refill": []}
     for row in rows:
         part[row.part].append(row)
@@ -177,8 +189,11 @@ async def dashboard(db: AsyncSession, actor: Actor, *, now: datetime) -> Dashboa
         new_results=new_results, messages=messages, refills=refills,
         actions=_actions(new_count, messages.unread, appointments, now), generated_at=now,
     )
-    await record(db, actor, "dashboard.read", patient_id=patient_id, resource=f"patient:{patient_id}")
-    await db.commit()
+    # A read: its audit row goes through the instance's group-commit writer.
+    await audit.record_read(
+        db, action="dashboard.read", actor_id=actor.user_id, actor_role=str(actor.role),
+        patient_id=patient_id, resource=f"patient:{patient_id}", request_id=actor.meta.request_id,
+        ip=actor.meta.ip)
     return out
 
 

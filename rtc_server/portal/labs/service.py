@@ -22,6 +22,7 @@ from sqlalchemy import Integer, bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from rtc_server import audit
 from rtc_server.auth.actor import Actor
 from rtc_server.db import as_utc
 from rtc_server.errors import NotFound
@@ -117,13 +118,19 @@ async def held_tests(db: AsyncSession) -> list[HeldTestOut]:
 async def list_labs(db: AsyncSession, actor: Actor, *, now: datetime) -> LabsOut:
     """The patient's released results, grouped by test with their history."""
     patient_id = own_patient(actor, "lab.list")
-    await triage(db, now=now, patient_ids=[patient_id])
+    classified = await triage(db, now=now, patient_ids=[patient_id])
     rows = (await db.exec(labs_of(), params={"patient_id": patient_id})).all()
     results = [result_out(r) for r in rows]
     out = LabsOut(tests=group_tests(results), new_count=sum(r.new for r in results),
                   held_tests=await held_tests(db))
-    await record(db, actor, "lab.list", patient_id=patient_id, resource=f"patient:{patient_id}")
-    await db.commit()
+    resource = f"patient:{patient_id}"
+    if classified:  # triage wrote: the classification and the audit row commit together
+        await record(db, actor, "lab.list", patient_id=patient_id, resource=resource)
+        await db.commit()
+    else:  # a pure read: the audit row goes through the instance's group-commit writer
+        await audit.record_read(
+            db, action="lab.list", actor_id=actor.user_id, actor_role=str(actor.role),
+            patient_id=patient_id, resource=resource, request_id=actor.meta.request_id, ip=actor.meta.ip)
     return out
 
 
