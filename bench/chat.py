@@ -58,6 +58,7 @@ PG_ADMIN = os.environ.get("RTC_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1
 ORIGIN = "http://bench.local"
 SERVER_CORE = 0
 LOAD_CORE = 1
+LOG_LEVEL = os.environ.get("RTC_BENCH_LOG_LEVEL", "WARNING")
 #: ``--profile``: run each rtc_server instance under cProfile (figures are then not comparable).
 PROFILE = False
 
@@ -238,7 +239,7 @@ def rtc_env(data_dir: Path, port: int, database_url: str | None, redis_url: str 
     return {
         "RTC_DATA_DIR": str(data_dir), "RTC_BASE_URL": f"http://127.0.0.1:{port}",
         "RTC_ALLOWED_ORIGINS": ORIGIN, "RTC_SECRET_KEY": SECRET, "RTC_DATABASE_URL": database_url or "",
-        "RTC_REDIS_URL": redis_url or "", "RTC_WS_MAX_TOTAL": "100000", "RTC_LOG_LEVEL": os.environ.get("RTC_BENCH_LOG_LEVEL", "WARNING"),
+        "RTC_REDIS_URL": redis_url or "", "RTC_WS_MAX_TOTAL": "100000", "RTC_LOG_LEVEL": LOG_LEVEL,
         "RTC_AUTO_MIGRATE": "false", "RTC_SMTP_URL": "",
         # The benchmark measures the machinery, not the per-person limit (2 a second by default).
         "RTC_CHAT_MESSAGES_PER_SECOND": "100000", "RTC_CHAT_BURST": "100000",

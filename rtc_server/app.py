@@ -26,6 +26,7 @@ from rtc_server.api import api_fallback
 from rtc_server.audit_writer import WRITER_INFO, AuditWriter
 from rtc_server.auth.password_policy import load_common_passwords
 from rtc_server.broker import create_broker
+from rtc_server.chat.runtime import start_chat
 from rtc_server.config import Settings
 from rtc_server.db import create_engine, make_session_factory
 from rtc_server.deps import Deps
@@ -63,6 +64,7 @@ FEATURE_ROUTE_MODULES = (
     "rtc_server.portal.dashboard.routes",
     "rtc_server.console.results",
     "rtc_server.console.charts",
+    "rtc_server.chat.routes",
     "rtc_server.rooms.routes",
     "rtc_server.signaling.ws",
     "rtc_server.notify.live",
@@ -119,6 +121,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = None) -> Starlette:
         app.state.mailer = mailer
         app.state.realtime = RealtimeLayer(settings, broker, factory)
         await app.state.realtime.start()
+        app.state.chat = await start_chat(app.state.deps, app.state.realtime)
         app.state.visits = await start_visits(app.state.deps)
         reminders = ReminderWorker(factory, settings)
         reminders.start()
@@ -133,6 +136,7 @@ def create_app(settings: Settings, *, web_dir: Path | None = None) -> Starlette:
             await mail_worker.aclose()
             await mailer.aclose()
             await app.state.visits.close()
+            await app.state.chat.close()
             await app.state.realtime.close()
             await broker.close()
             await audit_writer.aclose()

@@ -19,6 +19,7 @@ TABLE_MODULES = (
     "rtc_server.portal.labs.models",
     "rtc_server.portal.records.models",
     "rtc_server.rooms.models",
+    "rtc_server.chat.models",
 )
 
 

@@ -33,21 +33,17 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
-
-from rtc_server.auth.models import Role, User
+from rtc_server.auth.models import Role
 from rtc_server.broker.base import Broker, Subscription
 from rtc_server.chat.access import Who, load_access, may_access
 from rtc_server.chat.catchup import Catchup, Fetch, Step
-from rtc_server.chat.models import Message
+from rtc_server.chat.stores import MessageRow, Reader
 from rtc_server.db import SessionFactory
 from rtc_server.notify.events import conversation_channel
 from rtc_server.realtime.connection import Connection
 
 log = logging.getLogger("rtc_server.chat")
 
-_M = Message.__table__.c  # type: ignore[attr-defined]
-_U = User.__table__.c  # type: ignore[attr-defined]
 
 #: Messages kept encoded for delivery (all conversations of the instance).
 CACHE_SIZE = 20_000
@@ -135,10 +131,11 @@ class _Followed:
 
 
 class ChatRelay:
-    def __init__(self, broker: Broker, session_factory: SessionFactory, *,
+    def __init__(self, broker: Broker, session_factory: SessionFactory, reader: Reader, *,
                  cache_size: int = CACHE_SIZE, page: int = PAGE) -> None:
         self._broker = broker
         self._factory = session_factory
+        self._reader = reader
         self.cache = MessageCache(cache_size)
         self.page = page
         self._sub: Subscription | None = None
@@ -151,7 +148,7 @@ class ChatRelay:
         self._recheck: set[int] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        #: Database reads made for delivery (for tests and the benchmark).
+        #: Database rounds made for delivery (for tests and the benchmark).
         self.reads = 0
 
     async def start(self) -> None:
@@ -167,6 +164,7 @@ class ChatRelay:
                 await task
         if self._sub is not None:
             await self._sub.close()
+        await self._reader.close()
         self._followed.clear()
         self._sockets.clear()
         self._by_ws.clear()
@@ -348,49 +346,59 @@ class ChatRelay:
                 self._wake.set()
 
     async def _fetch_round(self) -> None:
-        async with self._factory() as db:
-            while self._recheck:
-                cid = self._recheck.pop()
-                try:
-                    await self._recheck_access(db, cid)
-                except Exception:
-                    self._recheck.add(cid)
-                    raise
-                await db.rollback()
-            # What gets queued again while this round runs waits for the next round.
-            dirty, self._dirty = self._dirty, {}
-            try:
-                while dirty:
-                    cid, waiting = dirty.popitem()
-                    await self._fetch_one(db, cid, waiting)
-                    await db.rollback()  # end the read: the next one sees newer commits
-            except BaseException:
-                for cid, waiting in dirty.items():
-                    self._requeue(cid, waiting)
-                raise
+        if self._recheck:
+            async with self._factory() as db:
+                while self._recheck:
+                    cid = self._recheck.pop()
+                    try:
+                        await self._recheck_access(db, cid)
+                    except Exception:
+                        self._recheck.add(cid)
+                        raise
+        # What gets queued again while this round runs waits for the next round.
+        dirty, self._dirty = self._dirty, {}
+        ready: dict[int, dict[Connection, Fetch]] = {}
+        for cid, waiting in dirty.items():
+            f = self._followed.get(cid)
+            if f is None:
+                continue
+            slow: dict[Connection, Fetch] = {}
+            for conn, fetch in waiting.items():
+                if conn in f.followers and not conn.closing:
+                    if conn.backlog < PACE_BACKLOG:
+                        ready.setdefault(cid, {})[conn] = fetch
+                    else:
+                        slow[conn] = fetch
+            if slow:  # let a catching-up socket drain before its next page
+                asyncio.get_running_loop().call_later(0.02, self._requeue, cid, slow)
+        if not ready:
+            return
+        wanted = [(cid, min(fx.after for fx in waiting.values())) for cid, waiting in ready.items()]
+        self.reads += 1
+        try:
+            pages = await self._reader.pages(wanted, self.page)
+        except BaseException:
+            for cid, waiting in ready.items():
+                self._requeue(cid, waiting)
+            raise
+        for cid, waiting in ready.items():
+            self._deliver_page(cid, waiting, [self._cached(cid, row) for row in pages.get(cid, [])])
 
-    async def _fetch_one(self, db: object, cid: int, waiting: dict[Connection, Fetch]) -> None:
+    def _cached(self, conversation_id: int, row: MessageRow) -> Cached:
+        mid, seq, sender_id, role, client_id, body, sent_at = row
+        item = Cached(seq, message_frame(
+            id=mid, conversation_id=conversation_id, seq=seq, sender_id=sender_id,
+            sender_role=str(Role(role)), client_id=client_id, body=body, sent_at=sent_at))
+        self.cache.put(conversation_id, item)
+        return item
+
+    def _deliver_page(self, cid: int, waiting: dict[Connection, Fetch], rows: list[Cached]) -> None:
         f = self._followed.get(cid)
         if f is None:
             return
-        ready: dict[Connection, Fetch] = {}
-        slow: dict[Connection, Fetch] = {}
-        for conn, fetch in waiting.items():
-            if conn in f.followers and not conn.closing:
-                (ready if conn.backlog < PACE_BACKLOG else slow)[conn] = fetch
-        if slow:
-            asyncio.get_running_loop().call_later(0.02, self._requeue, cid, slow)
-        if not ready:
-            return
-        after = min(fetch.after for fetch in ready.values())
-        try:
-            rows = await self._read(db, cid, after)
-        except BaseException:
-            self._requeue(cid, ready)
-            raise
         complete = len(rows) < self.page
         stuck: dict[Connection, Fetch] = {}
-        for conn, fetch in ready.items():
+        for conn, fetch in waiting.items():
             catchup = f.followers.get(conn)
             if catchup is None:
                 continue
@@ -413,22 +421,6 @@ class ChatRelay:
             if conn in f.followers:
                 target.setdefault(conn, fetch)
         self._wake.set()
-
-    async def _read(self, db: object, conversation_id: int, after: int) -> list[Cached]:
-        self.reads += 1
-        result = await db.exec(  # type: ignore[attr-defined]
-            select(_M.id, _M.seq, _M.sender_id, _U.role, _M.client_id, _M.body, _M.created_at)
-            .join(User.__table__, _U.id == _M.sender_id)  # type: ignore[attr-defined]
-            .where(_M.conversation_id == conversation_id, _M.seq > after)
-            .order_by(_M.seq).limit(self.page))
-        out = []
-        for mid, seq, sender_id, role, client_id, body, created_at in result.all():
-            item = Cached(seq, message_frame(
-                id=mid, conversation_id=conversation_id, seq=seq, sender_id=sender_id,
-                sender_role=str(Role(role)), client_id=client_id, body=body, sent_at=created_at))
-            self.cache.put(conversation_id, item)
-            out.append(item)
-        return out
 
     async def _recheck_access(self, db: object, conversation_id: int) -> None:
         """The conversation was routed or closed: drop followers who lost access."""

@@ -4,7 +4,7 @@ send rate and the coalesced unread notices.
 
 In ``app.py``'s lifespan, after the real-time layer has started::
 
-    app.state.chat = await start_chat(app.state.deps)
+    app.state.chat = await start_chat(app.state.deps, app.state.realtime)
     ...
     await app.state.chat.close()        # before the real-time layer closes
 
@@ -14,7 +14,9 @@ is away), then announced, ids and sequences only: ``chat.message`` on
 ``conv:<id>`` for the other instances' followers, and ``chat.unread`` on
 ``user:<id>`` for every other member's pages (tab badges, dashboard,
 console), at most once per person and conversation per
-``unread_notice_seconds`` with the latest sequence always following.
+``unread_notice_seconds`` with the latest sequence always following, and
+not to a person whose every open socket follows the conversation (single
+instance: the message itself is their notice).
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from rtc_server.broker.base import BrokerUnavailable, Event
 from rtc_server.chat.config import ChatLimits
 from rtc_server.chat.notices import Coalescer
 from rtc_server.chat.relay import KIND_MESSAGE, Cached, ChatRelay, message_frame
-from rtc_server.chat.stores import open_store
+from rtc_server.chat.stores import open_reader, open_store
 from rtc_server.chat.writer import GroupWriter, Stored, checkpoint_forever
 from rtc_server.deps import Deps
 from rtc_server.notify.events import conversation_channel, user_channel
+from rtc_server.realtime import Hub, RealtimeLayer
 from rtc_server.realtime.ratelimit import TokenBucket
 
 log = logging.getLogger("rtc_server.chat")
@@ -44,10 +47,12 @@ _MEMBERS_KEPT = 100_000
 
 
 class ChatRuntime:
-    def __init__(self, deps: Deps, limits: ChatLimits | None = None) -> None:
+    def __init__(self, deps: Deps, limits: ChatLimits | None = None, *, hub: Hub | None = None) -> None:
         self.deps = deps
-        self.relay = ChatRelay(deps.broker, deps.session_factory)
-        self.writer = GroupWriter(open_store(deps.settings.database_url_effective),
+        self._hub = hub
+        url = deps.settings.database_url_effective
+        self.relay = ChatRelay(deps.broker, deps.session_factory, open_reader(url))
+        self.writer = GroupWriter(open_store(url),
                                   after=self._after_store, clock=deps.clock)
         self._limits = limits or ChatLimits()
         self._buckets: dict[int, TokenBucket] = {}
@@ -133,7 +138,7 @@ class ChatRuntime:
             sent = senders.get(cid, ())
             for user_id in user_ids:
                 seq = max((q for q, sender in sent if sender != user_id), default=0)
-                if not seq:
+                if not seq or self._watching(user_id, cid):
                     continue
                 if self._notices.offer((user_id, cid), seq, now):
                     events.append((user_channel(user_id), _unread(cid, seq)))
@@ -143,6 +148,15 @@ class ChatRuntime:
             self._notice_wake.set()
         if events:
             await self.publish(events)
+
+    def _watching(self, user_id: int, conversation_id: int) -> bool:
+        """Every socket this person has open follows the conversation, and there
+        is no other instance where they could have one that does not: the
+        message itself is their notice (their page sends ``read``)."""
+        if not self._alone or self._hub is None:
+            return False
+        sockets = self._hub.members(user_channel(user_id))
+        return bool(sockets) and all(self.relay.follows(c, conversation_id) for c in sockets)
 
     async def publish(self, events: Iterable[tuple[str, Event]]) -> None:
         """Publish ``events`` (concurrently to Redis; the in-process broker
@@ -182,8 +196,9 @@ def _unread(conversation_id: int, seq: int) -> Event:
     return {"kind": KIND_UNREAD, "conversation_id": conversation_id, "seq": seq}
 
 
-async def start_chat(deps: Deps, limits: ChatLimits | None = None) -> ChatRuntime:
+async def start_chat(deps: Deps, realtime: RealtimeLayer | None = None,
+                     limits: ChatLimits | None = None) -> ChatRuntime:
     """Build and start this instance's messaging machinery (see the module docstring)."""
-    runtime = ChatRuntime(deps, limits)
+    runtime = ChatRuntime(deps, limits, hub=realtime.hub if realtime is not None else None)
     await runtime.start()
     return runtime

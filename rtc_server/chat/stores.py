@@ -12,7 +12,9 @@ statement), more than the messages themselves. So:
   otherwise run one (with an fsync) inside whichever commit crosses the limit,
   and every message of that batch would wait for the disk.
 - ``PostgresStore`` keeps one ``asyncpg`` connection and passes each batch as
-  arrays (``unnest``): every statement is prepared once whatever the batch size.
+  arrays (``unnest``): every statement is prepared once whatever the batch
+  size; after the lock, one statement advances the conversations, inserts the
+  messages and reads the members.
 
 Both follow ``writer.plan`` and the guarantees in ``chat.writer``: the batch's
 conversations are locked (PostgreSQL: ``FOR UPDATE`` in id order, so writers
@@ -33,7 +35,7 @@ import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.engine import make_url
 
@@ -172,12 +174,20 @@ _PG_LOCK = ("SELECT id, last_seq, status FROM chat_conversation WHERE id = ANY($
 _PG_EARLIER = ("SELECT m.sender_id, m.client_id, m.id, m.conversation_id, m.seq, m.created_at "
                "FROM chat_message m JOIN unnest($1::int[], $2::text[]) AS k(s, c) "
                "ON m.sender_id = k.s AND m.client_id = k.c")
-_PG_ADVANCE = ("UPDATE chat_conversation AS c SET last_seq = v.last, last_message_at = $3 "
-               "FROM unnest($1::int[], $2::int[]) AS v(id, last) WHERE c.id = v.id")
-_PG_INSERT = ("INSERT INTO chat_message (conversation_id, seq, sender_id, client_id, body, created_at) "
-              "SELECT c, s, u, k, b, $6 FROM unnest($1::int[], $2::int[], $3::int[], $4::text[], $5::text[]) "
-              "AS r(c, s, u, k, b) RETURNING id, conversation_id, seq")
-_PG_MEMBERS = "SELECT conversation_id, user_id FROM chat_member WHERE conversation_id = ANY($1::int[])"
+#: Advance the conversations, insert the messages and read the members: one round trip.
+_PG_WRITE = (
+    "WITH advanced AS ("
+    " UPDATE chat_conversation AS c SET last_seq = v.last, last_message_at = $8"
+    " FROM unnest($1::int[], $2::int[]) AS v(id, last) WHERE c.id = v.id"
+    "), inserted AS ("
+    " INSERT INTO chat_message (conversation_id, seq, sender_id, client_id, body, created_at)"
+    " SELECT c, s, u, k, b, $8"
+    " FROM unnest($3::int[], $4::int[], $5::int[], $6::text[], $7::text[]) AS r(c, s, u, k, b)"
+    " RETURNING id, conversation_id, seq"
+    ") SELECT id, conversation_id, seq, NULL::int AS user_id FROM inserted"
+    " UNION ALL SELECT NULL, conversation_id, NULL, user_id FROM chat_member"
+    " WHERE conversation_id = ANY($1::int[])"
+)
 
 
 class PostgresStore:
@@ -222,12 +232,110 @@ class PostgresStore:
         if not planned.rows:
             return planned.batch({}, {})
         touched = list(planned.last_seq)
-        await conn.execute(_PG_ADVANCE, touched, [planned.last_seq[c] for c in touched], now)
         rows = planned.rows
-        inserted = await conn.fetch(
-            _PG_INSERT, [r.conversation_id for r in rows], [r.seq for r in rows],
-            [r.sender_id for r in rows], [r.client_id for r in rows], [r.body for r in rows], now)
+        ids: dict[tuple[int, int], int] = {}
         members: dict[int, list[int]] = {}
-        for cid, uid in await conn.fetch(_PG_MEMBERS, touched):
-            members.setdefault(cid, []).append(uid)
-        return planned.batch({(r[1], r[2]): r[0] for r in inserted}, members)
+        for mid, cid, seq, uid in await conn.fetch(
+                _PG_WRITE, touched, [planned.last_seq[c] for c in touched],
+                [r.conversation_id for r in rows], [r.seq for r in rows], [r.sender_id for r in rows],
+                [r.client_id for r in rows], [r.body for r in rows], now):
+            if mid is not None:
+                ids[(cid, seq)] = mid
+            else:
+                members.setdefault(cid, []).append(uid)
+        return planned.batch(ids, members)
+
+
+# --- reading messages for delivery --------------------------------------------------------
+
+#: (id, seq, sender_id, sender_role, client_id, body, sent_at), in seq order.
+MessageRow = tuple[int, int, int, str, str, str, datetime]
+
+
+class Reader(Protocol):
+    async def pages(self, wanted: Sequence[tuple[int, int]], limit: int) -> dict[int, list[MessageRow]]:
+        """For each (conversation id, after seq): its next ``limit`` messages."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def open_reader(database_url: str) -> Reader:
+    """A reader with a connection of its own (reads never wait behind the writer)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return SqliteReader(url.database or "")
+    return PostgresReader(url.set(drivername="postgresql").render_as_string(hide_password=False))
+
+
+_SQLITE_PAGE = ("SELECT m.id, m.seq, m.sender_id, u.role, m.client_id, m.body, m.created_at "
+                "FROM chat_message m JOIN user_account u ON u.id = m.sender_id "
+                "WHERE m.conversation_id = ? AND m.seq > ? ORDER BY m.seq LIMIT ?")
+
+
+class SqliteReader:
+    """Every page of a round in one thread hop; each SELECT sees the latest commit."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="chat-sqlite-read")
+        self._conn: sqlite3.Connection | None = None
+
+    async def pages(self, wanted: Sequence[tuple[int, int]], limit: int) -> dict[int, list[MessageRow]]:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._pages, wanted, limit)
+
+    def _pages(self, wanted: Sequence[tuple[int, int]], limit: int) -> dict[int, list[MessageRow]]:
+        try:
+            if self._conn is None:
+                self._conn = sqlite3.connect(self._path, timeout=10, isolation_level=None)
+                self._conn.execute("PRAGMA busy_timeout=10000")
+            return {cid: [(r[0], r[1], r[2], r[3], r[4], r[5], _aware(r[6]))
+                          for r in self._conn.execute(_SQLITE_PAGE, (cid, after, limit))]
+                    for cid, after in wanted}
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, close)
+        self._thread.shutdown(wait=True)
+
+
+_PG_PAGES = ("SELECT k.c, m.id, m.seq, m.sender_id, u.role, m.client_id, m.body, m.created_at "
+             "FROM unnest($1::int[], $2::int[]) AS k(c, after) CROSS JOIN LATERAL ("
+             " SELECT id, seq, sender_id, client_id, body, created_at FROM chat_message"
+             " WHERE conversation_id = k.c AND seq > k.after ORDER BY seq LIMIT $3) AS m "
+             "JOIN user_account u ON u.id = m.sender_id ORDER BY k.c, m.seq")
+
+
+class PostgresReader:
+    """Every page of a round in one query."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._conn: Any = None
+
+    async def pages(self, wanted: Sequence[tuple[int, int]], limit: int) -> dict[int, list[MessageRow]]:
+        import asyncpg
+
+        try:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await asyncpg.connect(self._dsn, timeout=10)
+            rows = await self._conn.fetch(_PG_PAGES, [w[0] for w in wanted], [w[1] for w in wanted], limit)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self.close()
+            raise StoreUnavailable(type(exc).__name__) from exc
+        out: dict[int, list[MessageRow]] = {cid: [] for cid, _ in wanted}
+        for r in rows:
+            out[r[0]].append((r[1], r[2], r[3], r[4], r[5], r[6], r[7]))
+        return out
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None

@@ -53,7 +53,8 @@ def ensure_chat(app: Starlette) -> Starlette:
         async with original(application) as state:
             own = getattr(application.state, "chat", None) is None
             if own:
-                application.state.chat = await start_chat(application.state.deps)
+                application.state.chat = await start_chat(application.state.deps,
+                                                          application.state.realtime)
             try:
                 yield state
             finally:

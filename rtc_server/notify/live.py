@@ -16,7 +16,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, TypeAdapter
 
 from rtc_server.auth.actor import Actor
+from rtc_server.auth.models import Role
+from rtc_server.chat.ws import with_chat
 from rtc_server.notify.events import user_channel
+from rtc_server.portal.appointments.events import STAFF_CHANNEL
 from rtc_server.realtime import Connection, Endpoint
 from rtc_server.ws_errors import MAX_REF
 
@@ -38,13 +41,17 @@ def _pong(ref: str | None) -> str:
 
 
 def _channels(actor: Actor) -> list[str]:
+    if actor.role in (Role.provider, Role.staff):
+        # The clinic's schedule: bookings and cancellations show live in the console.
+        return [user_channel(actor.user_id), STAFF_CHANNEL]
     return [user_channel(actor.user_id)]
 
 
-EVENTS = Endpoint(
+#: The page's one socket: live events, and the messaging frames (docs/messaging.md).
+EVENTS = with_chat(Endpoint(
     "/ws/v1/events", frames=TypeAdapter(ClientFrame), on_frame=_on_frame, channels=_channels,
     max_frame_bytes=4096, frames_per_second=20,
-)
+))
 
 routes = [EVENTS.route()]
 

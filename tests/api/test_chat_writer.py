@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from sqlalchemy import func, select
 from rtc_server.app import create_app
 from rtc_server.chat.models import Message
 from rtc_server.chat.wiring import ensure_chat
-from rtc_server.chat.writer import Batcher
+from rtc_server.chat.writer import Batcher, Draft, plan
 from tests.api.test_chat_support import (  # noqa: F401 (fixtures)
     ROOMY,
     app,
@@ -60,6 +61,41 @@ def test_batcher_says_full_when_too_much_waits() -> None:
     assert b.full
     b.take()
     assert not b.full
+
+
+# --- planning a batch, without I/O ------------------------------------------------------
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def test_a_batch_numbers_each_conversation_on_from_its_locked_last_seq_in_arrival_order() -> None:
+    drafts = [Draft(7, 1, "a", "x"), Draft(8, 2, "b", "y"), Draft(7, 2, "c", "z"), Draft(7, 1, "d", "w")]
+    planned = plan(drafts, {7: (40, "open"), 8: (0, "open")}, {}, NOW)
+    assert [(r.conversation_id, r.seq, r.client_id) for r in planned.rows] == [
+        (7, 41, "a"), (8, 1, "b"), (7, 42, "c"), (7, 43, "d")]
+    assert planned.last_seq == {7: 43, 8: 1}
+    batch = planned.batch({(7, 41): 100, (8, 1): 101, (7, 42): 102, (7, 43): 103}, {})
+    assert [(o.id, o.seq, o.created) for o in batch.outcomes] == [
+        (100, 41, True), (101, 1, True), (102, 42, True), (103, 43, True)]
+
+
+def test_a_resend_is_answered_with_the_stored_message_and_takes_no_sequence() -> None:
+    earlier = {(1, "a"): (55, 7, 12, NOW)}
+    planned = plan([Draft(7, 1, "a", "again"), Draft(7, 1, "b", "new")], {7: (12, "open")}, earlier, NOW)
+    [resend, _] = planned.outcomes
+    assert (resend.id, resend.seq, resend.created) == (55, 12, False)
+    assert [(r.seq, r.client_id) for r in planned.rows] == [(13, "b")]
+
+
+def test_refusals_in_a_batch_store_nothing_and_leave_no_gap() -> None:
+    earlier = {(1, "used"): (55, 9, 3, NOW)}
+    drafts = [Draft(7, 1, "used", "x"), Draft(404, 1, "b", "x"), Draft(8, 1, "c", "x"),
+              Draft(7, 1, "d", "x")]
+    planned = plan(drafts, {7: (5, "open"), 8: (2, "closed")}, earlier, NOW)
+    reused, missing, closed, ok = planned.outcomes
+    assert (reused.code, missing.code, closed.code) == (
+        "client_id_reused", "not_found", "conversation_closed")
+    assert ok is None and [(r.conversation_id, r.seq) for r in planned.rows] == [(7, 6)]
 
 
 # --- one writer -----------------------------------------------------------------------------

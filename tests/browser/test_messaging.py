@@ -26,8 +26,8 @@ from rtc_server.chat.models import Message
 from rtc_server.chat.wiring import ensure_chat
 from rtc_server.records.models import Patient, Practitioner
 from tests.browser.axe import assert_accessible
-from tests.browser.helpers import sideways_overflow
-from tests.harness import create_patient, create_signed_in_user, server_db
+from tests.browser.helpers import set_text_size, sideways_overflow
+from tests.harness import create_patient, create_signed_in_user, create_user, server_db
 
 pytestmark = pytest.mark.browser
 
@@ -59,23 +59,28 @@ async def doctor_context(browser: Any) -> AsyncIterator[Any]:
 
 async def care_team(live_server: Any, patient_context: Any, doctor_context: Any) -> dict[str, int]:
     """Dr. Reyes (a provider account) is the primary practitioner of Maria (a
-    patient account); each browser context gets its person's session cookie."""
+    patient account); Dr. Ortiz, a cardiologist, can be routed to. Each browser
+    context gets its person's session cookie."""
     settings = live_server.settings
     async with server_db(live_server) as factory:
         async with factory() as db:
             reyes = Practitioner(prefix="Dr.", given_name="Ada", family_name="Reyes", suffix="MD",
                                  specialty="Family Medicine")
-            db.add(reyes)
+            ortiz = Practitioner(prefix="Dr.", given_name="Ben", family_name="Ortiz", suffix="MD",
+                                 specialty="Cardiology")
+            db.add_all([reyes, ortiz])
             await db.commit()
-            assert reyes.id is not None
+            assert reyes.id is not None and ortiz.id is not None
         maria = await create_patient(factory, given="Maria", family="Lopez")
         patient_token = await create_signed_in_user(factory, settings, "maria.lopez", patient_id=maria,
                                                     display_name=PATIENT)
         doctor_token = await create_signed_in_user(factory, settings, "dr.reyes", role=Role.provider,
                                                    display_name=DOCTOR)
+        await create_user(factory, "dr.ortiz", role=Role.provider, display_name="Dr. Ben Ortiz")
         async with factory() as db:
             await db.exec(update(Patient).where(Patient.id == maria).values(primary_practitioner_id=reyes.id))
             await db.exec(update(User).where(User.username == "dr.reyes").values(practitioner_id=reyes.id))
+            await db.exec(update(User).where(User.username == "dr.ortiz").values(practitioner_id=ortiz.id))
             await db.commit()
     cookie = session_cookie_name(settings)
     await patient_context.add_cookies([{"name": cookie, "value": patient_token, "url": live_server.url}])
@@ -111,7 +116,7 @@ async def send(page: Page, text: str) -> None:
 async def start_conversation(page: Page, live_server: Any, subject: str, body: str) -> None:
     """The patient writes a New Message (a medical question) and lands in it."""
     await page.goto(live_server.url + "/app/messages.html")
-    await listening(page)
+    await expect(page.get_by_role("heading", name="Your conversations")).to_be_visible()
     await page.get_by_role("link", name="New message").click()
     compose = page.locator("#compose-view")
     await compose.get_by_role("radio", name="Medical question").check()
@@ -178,6 +183,7 @@ async def test_patient_and_provider_message_each_other_live_with_typing_read_rec
     await expect(row).to_contain_text(f"{PATIENT}: Dose of lisinopril")
     await expect(row.locator(".badge--unread")).to_have_text("1 unread")
     await expect(inbox_tab.locator(".nav-count")).to_have_text("1 unread")
+    await assert_accessible(doctor, phone=True)
 
     # The provider opens it: the patient's message turns "Read" on the patient's page.
     await row.get_by_role("link").click()
@@ -249,12 +255,38 @@ async def test_patient_and_provider_message_each_other_live_with_typing_read_rec
     await expect(messaging_tab.locator(".nav-count")).to_be_hidden()
     await expect(log_of(doctor).locator(".msg--mine .msg__status").last).to_have_text("Read")
 
-    # The provider closes it; the patient's page says so and offers a new message.
+    # The provider routes it to a colleague (the patient's page follows), closes it (the
+    # patient's page says so and offers a new message) and reopens it.
+    await doctor.get_by_role("button", name="Route").click()
+    await expect(doctor.locator("#route-to-error")).to_have_text("Choose the provider who should answer.")
+    await doctor.get_by_label("Route to another provider").select_option(
+        label="Dr. Ben Ortiz, MD (Cardiology)")
+    await doctor.get_by_role("button", name="Route").click()
+    await expect(doctor.locator("#page-status")).to_contain_text("Routed to Dr. Ben Ortiz, MD (Cardiology).")
+    await expect(patient.locator(".conversation__meta")).to_contain_text("Provider: Dr. Ben Ortiz, MD")
     await doctor.get_by_role("button", name="Close conversation").click()
     await expect(patient.locator(".conversation__composer")).to_contain_text("This conversation was closed")
     await expect(patient.get_by_label("Your message")).to_have_count(0)
+    await expect(patient.locator(".conversation__meta .badge")).to_have_text("Closed")
+    await doctor.get_by_role("button", name="Reopen conversation").click()
+    await expect(patient.get_by_label("Your message")).to_be_visible()
+
+    # Patients cannot delete messages, but can archive a conversation (and bring it back).
+    await patient.get_by_role("link", name="All messages").click()
+    await item.get_by_role("button", name="Archive “Dose of lisinopril”").click()
+    await expect(patient.locator("#page-status")).to_contain_text("“Dose of lisinopril” was archived.")
+    await expect(item).to_have_count(0)
+    await patient.locator(".queue-tabs").get_by_role("button", name="Archived").click()
+    await expect(patient.get_by_role("heading", name="Archived conversations")).to_be_visible()
+    await item.get_by_role("button", name="Move to inbox “Dose of lisinopril”").click()
+    await expect(item).to_have_count(0)
+    await patient.locator(".queue-tabs").get_by_role("button", name="Inbox").click()
+    await item.get_by_role("link", name="Dose of lisinopril").click()
+    await expect(log_of(patient).locator(".msg")).to_have_count(5)
     await patient.set_viewport_size({"width": 390, "height": 844})
-    assert await sideways_overflow(patient) == 0
+    for percent in (100, 200):
+        await set_text_size(patient, percent)
+        assert await sideways_overflow(patient) == 0, f"sideways scrolling at {percent} % text"
     assert patient.errors == doctor.errors == dashboard.errors == []  # type: ignore[attr-defined]
 
 
@@ -326,6 +358,7 @@ async def test_a_dropped_socket_reconnects_and_the_patient_misses_nothing_and_se
     doctor = await watch_errors(await doctor_context.new_page())
 
     await start_conversation(patient, live_server, "Blood test results", "Are my results back?")
+    await listening(patient)
     http_sends: list[tuple[int, str | None]] = []  # the patient's sends over plain HTTP
     patient.on("response", lambda r: r.request.method == "POST" and r.url.endswith("/messages")
                and http_sends.append((r.status, r.headers.get("idempotent-replayed"))))
@@ -373,4 +406,45 @@ async def test_a_dropped_socket_reconnects_and_the_patient_misses_nothing_and_se
     assert await stored_bodies(live_server) == expected
     assert line.connections >= 3
     await assert_accessible(patient)
+    assert patient.errors == doctor.errors == []  # type: ignore[attr-defined]
+
+
+async def test_without_any_socket_the_patient_still_sends_reads_and_sees_replies_and_counts(
+    live_server: Any, browser_page: Page, doctor_context: Any,
+) -> None:
+    patient = await watch_errors(browser_page)
+
+    async def refuse(ws: WebSocketRoute) -> None:  # a network that lets no WebSocket through
+        await ws.close(code=1013, reason="try again later")
+
+    await patient.route_web_socket("**/ws/v1/events", refuse)
+    await patient.clock.install()  # runs on its own; the test jumps ahead to the next poll
+    await care_team(live_server, patient.context, doctor_context)
+    doctor = await watch_errors(await doctor_context.new_page())
+
+    await start_conversation(patient, live_server, "Knee pain", "My knee hurts when I climb stairs.")
+    await expect(patient.locator("html")).to_have_attribute("data-live", "closed")
+    await expect(patient.locator("#connection-note")).to_be_visible()
+    await doctor.goto(live_server.url + "/console/messages.html")
+    await doctor.locator("#conversation-list").get_by_role("link", name=f"{PATIENT}: Knee pain").click()
+    await listening(doctor)
+    await send(doctor, "Since when?")
+
+    await patient.clock.fast_forward(16_000)  # the page asks over HTTP every 15 s
+    await expect(log_of(patient).locator(".msg--theirs .msg__body")).to_have_text(["Since when?"])
+    await expect(log_of(doctor).locator(".msg--mine .msg__status")).to_have_text(["Read"])
+    await patient.get_by_label("Your message").fill("About a week.")
+    await patient.get_by_label("Your message").press("Control+Enter")
+    await expect(log_of(patient).locator(".msg--mine .msg__status").last).to_have_text("Sent")
+    await expect(log_of(doctor).locator(".msg__body").last).to_have_text("About a week.")
+
+    await patient.get_by_role("link", name="All messages").click()
+    messaging_tab = patient.locator("#portal-nav").get_by_role("link", name="Messaging")
+    await expect(patient.locator("#conversation-list")).to_contain_text("Knee pain")
+    await send(doctor, "Please come in on Monday.")
+    await patient.clock.fast_forward(31_000)  # the inbox and the tab ask every 30 s
+    await expect(messaging_tab.locator(".nav-count")).to_have_text("1 unread")
+    await expect(patient.locator("#conversation-list .badge--unread")).to_have_text("1 unread")
+    assert await stored_bodies(live_server) == [
+        "My knee hurts when I climb stairs.", "Since when?", "About a week.", "Please come in on Monday."]
     assert patient.errors == doctor.errors == []  # type: ignore[attr-defined]

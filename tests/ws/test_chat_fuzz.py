@@ -124,6 +124,15 @@ def _aimed(conversation_id: int) -> st.SearchStrategy[str]:
     ).map(json.dumps)
 
 
+def _client_id(frame: str | bytes) -> object:
+    """The client id of a frame that is a JSON object, else None."""
+    try:
+        data = json.loads(frame)
+    except ValueError:
+        return None
+    return data.get("client_id") if isinstance(data, dict) else None
+
+
 async def test_generated_frames_get_documented_answers_and_only_acked_messages_are_stored(probe) -> None:
     loop = asyncio.get_running_loop()
     seen: list[Any] = []
@@ -137,11 +146,20 @@ async def test_generated_frames_get_documented_answers_and_only_acked_messages_a
         asyncio.run_coroutine_threadsafe(probe.throw(frame), loop).result(timeout=60)
 
     await asyncio.to_thread(throw)
+    # A barrier: the writer stores in arrival order, so once this is acked every
+    # send accepted before it (on any of the probe's sockets) is stored too.
+    ws = await probe.socket()
+    await ws.send(json.dumps({"type": "send", "conversation_id": probe.conversation_id,
+                              "client_id": "barrier", "body": "last"}))
+    while (answer := await recv_json(ws))["type"] != "ack" or answer["client_id"] != "barrier":
+        pass
+    probe.acked.add(answer["id"])
+    seen.append(json.dumps({"type": "send", "client_id": "barrier"}))
     stored = (await stored_messages(probe.served.app, probe.conversation_id))[1:]
     assert [m.seq for m in stored] == list(range(2, len(stored) + 2))
     assert len(seen) >= 100 and probe.acked, "some generated sends were valid"
     # Nothing was stored that was not sent as a send frame, and every ack names a stored message.
-    thrown = {json.loads(f).get("client_id") for f in seen if isinstance(f, str) and '"send"' in f}
+    thrown = {cid for f in seen if isinstance(cid := _client_id(f), str)}
     assert {m.client_id for m in stored} <= thrown
     assert probe.acked <= {m.id for m in stored}
     # A message stored while its ack was lost (the socket closed first) is

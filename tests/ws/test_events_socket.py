@@ -153,7 +153,7 @@ async def test_deeply_nested_frame_gets_bad_frame_and_the_socket_stays_open(serv
 
 @pytest.mark.parametrize(
     ("frame", "code"),
-    [(json.dumps({"type": "ping", "ref": "x" * 5000}), 1009), (b"\x00\x01", 1003)],
+    [(json.dumps({"type": "ping", "ref": "x" * 30_000}), 1009), (b"\x00\x01", 1003)],
     ids=["oversized", "binary"],
 )
 async def test_oversized_and_binary_frames_close_the_socket_with_their_code(

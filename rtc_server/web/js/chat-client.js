@@ -4,14 +4,14 @@
 //
 //   const chat = getChat();
 //   chat.on("message", (m) => show(m));          // each message once, in order
-//   chat.follow(conversationId, lastSeqShown, seqsShown);
+//   chat.follow(conversationId, lastSeqShown);
 //   const sent = await chat.send(conversationId, text, newClientId());   // {id, seq, sent_at}
 //
 // What it guarantees the page:
 // - A followed conversation gets every message after the one it last saw, once and in
-//   order, across reconnects: on each `ready` it sends `resume` with the highest sequence
-//   seen, and drops any sequence it has already passed on (a replayed row, an echo of a
-//   message sent over HTTP).
+//   order, across reconnects: on each `ready` it sends `resume` from the sequence up to
+//   which it has seen every message (its own acked ones included), and drops any sequence
+//   it has already passed on (a replayed row, its own message echoed after a resend).
 // - A send carries the page's client id. If the socket drops before the `ack`, or no ack
 //   comes, the same message goes over HTTP with the same client id: the server stores it
 //   once and answers with the same id and sequence. A failure rejects with a ChatError
@@ -23,7 +23,7 @@
 // sendFrame); otherwise this module opens the page's socket itself, with the same rules
 // (reconnect with a growing delay, stop for good on 4401/4403, <html data-live>).
 
-import { get, post, ApiError } from "./api.js";
+import { get, post, ApiError, lastApiCallAt } from "./api.js";
 import * as liveEvents from "./live-events.js";
 
 /** Events on the user's channel that change what messaging pages show (ids only). */
@@ -32,6 +32,7 @@ export const CHAT_EVENT_KINDS = ["chat.unread", "chat.read", "chat.conversation"
 const ACK_TIMEOUT_MS = 8000;
 const FIRST_DELAY_MS = 1000;
 const MAX_DELAY_MS = 30000;
+const KEEP_SIGNED_IN_MS = 60000;
 
 /** A send or a read that did not go through. `retry`: trying again may work. */
 export class ChatError extends Error {
@@ -146,6 +147,8 @@ class Chat {
     /** client id -> a send waiting for its ack */
     this.pending = new Map();
     this.listening = false;
+    /** The socket closed (or never opened) and has not listened since: "down" was emitted. */
+    this.down = false;
     const on = {
       ready: () => this.onReady(),
       closed: () => this.onClosed(),
@@ -219,16 +222,19 @@ class Chat {
 
   onReady() {
     this.listening = true;
+    this.down = false;
     for (const [conversationId, follow] of this.follows) this.resume(conversationId, follow);
     this.emit("ready", {});
   }
 
   onClosed() {
-    const was = this.listening;
     this.listening = false;
     // Whatever waits for an ack goes over HTTP now (same client id: stored once).
     for (const p of this.pending.values()) this.viaHttp(p);
-    if (was) this.emit("down", {});
+    if (!this.down) {
+      this.down = true;
+      this.emit("down", {});
+    }
   }
 
   onFrame(frame) {
@@ -281,6 +287,7 @@ class Chat {
 
   /** Send a message; resolves to {id, seq, sent_at, client_id} once it is stored. */
   send(conversationId, body, clientId) {
+    keepSignedIn();
     const earlier = this.pending.get(clientId);
     if (earlier) return earlier.promise;
     const p = { conversationId, body, clientId, timer: null, http: false };
@@ -350,6 +357,19 @@ class Chat {
 }
 
 let chat = null;
+let lastKeptAt = 0;
+
+/**
+ * Writing over the socket is activity, but only API calls restart the session's idle
+ * clock (and the page's idle warning): call this when the person types or sends; it asks
+ * GET /auth/session at most once a minute, and only when no other call did.
+ */
+export function keepSignedIn() {
+  const now = Date.now();
+  if (now - lastKeptAt < KEEP_SIGNED_IN_MS || now - lastApiCallAt() < KEEP_SIGNED_IN_MS) return;
+  lastKeptAt = now;
+  get("/auth/session").catch(() => {});
+}
 
 /** The page's chat client (one per page, on the page's one socket). */
 export function getChat() {

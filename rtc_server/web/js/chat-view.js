@@ -10,7 +10,7 @@
 import { get, post, ApiError } from "./api.js";
 import { h, replaceChildren, timeElement, focusElement, uniqueId, notice } from "./dom.js";
 import { clearErrors, showFieldError } from "./forms.js";
-import { getChat, newClientId, messageLength } from "./chat-client.js";
+import { getChat, newClientId, messageLength, keepSignedIn } from "./chat-client.js";
 
 const TYPING_SHOWN_MS = 5000;
 const TYPING_EVERY_MS = 3000;
@@ -102,9 +102,11 @@ export async function mountConversation(container, options) {
 
   textarea.addEventListener("input", () => {
     updateCount();
+    if (form.querySelector(".field-error") && messageLength(textarea.value) <= maxChars) clearErrors(form);
     if (textarea.value.trim() && Date.now() - lastTypingSent > TYPING_EVERY_MS) {
       lastTypingSent = Date.now();
       chat.typing(cid);
+      keepSignedIn();
     }
   });
   textarea.addEventListener("keydown", (event) => {
@@ -419,10 +421,16 @@ export async function mountConversation(container, options) {
   async function poll() {
     try {
       const page = await get(`/conversations/${cid}/messages`, { query: { after: chat.resumePoint(cid), limit: 200 } });
+      let news = false;
       for (const m of page.messages) {
-        if (chat.markSeen(cid, m.seq)) addMessage(m, { fresh: true });
+        if (chat.markSeen(cid, m.seq)) {
+          addMessage(m, { fresh: true });
+          news = true;
+        }
       }
-      await refresh();
+      // Each read is audited as an opening: the details (receipts, status) only when
+      // something happened.
+      if (news) await refresh();
       markRead();
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) lostAccess("You no longer have access to this conversation.");

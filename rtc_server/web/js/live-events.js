@@ -81,6 +81,13 @@ export function onLiveEvent(kinds, handler) {
   const entry = { kinds: new Set(kinds), handler };
   listeners.add(entry);
   connect();
+  if (listening) {
+    // The socket was already listening (another module opened it): this handler missed
+    // that "ready", and anything before it, so it gets its own.
+    queueMicrotask(() => {
+      if (listeners.has(entry)) handler({ kind: "ready" });
+    });
+  }
   return () => listeners.delete(entry);
 }
 
