@@ -6,6 +6,7 @@ before anything reaches the database."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -158,12 +159,13 @@ async def test_no_query_or_path_parameter_answers_with_a_server_error(
     assert routes, "no API route takes query parameters"
     for route in routes:
         assert route.query_model is not None
+        path = re.sub(r"{[^}]+}", "1", route.path)  # a path parameter that routes
         for name in route.query_model.model_fields:
             for value in ("9" * 25, "-1", "x" * 5000, "2026-13-45T99:99", "\u00e9"):
-                r = await client.get(route.path, params={name: value})
+                r = await client.get(path, params={name: value})
                 assert r.status_code < 500, (route.path, name, value[:20], r.text[:200])
             for control in CONTROLS:
-                r = await client.get(route.path, params={name: f"a{control}b"})
+                r = await client.get(path, params={name: f"a{control}b"})
                 assert r.status_code == 422, (who, route.path, name, r.status_code)
                 assert r.json()["error"]["fields"][0]["field"] == name
     # A text path parameter (a session id) is checked the same way, before anything else.

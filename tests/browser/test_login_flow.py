@@ -78,9 +78,9 @@ async def test_provider_enrols_in_two_factor_on_the_login_page(
     await assert_accessible(page)
     await page.get_by_role("button", name="I saved these").click()
     await page.wait_for_url(re.compile(r"/console/index\.html$"))
-    await page.get_by_role("heading", name="Today").wait_for()
+    await page.get_by_role("heading", name="Today", exact=True).wait_for()
     nav = page.get_by_role("navigation", name="Console sections")
-    await expect(nav.get_by_role("link", name="Today")).to_be_visible()
+    await expect(nav.get_by_role("link", name="Today", exact=True)).to_be_visible()
     # Providers do not see the identity-verification queue (staff and admins do),
     # nor the patient tabs.
     await expect(nav.get_by_role("link", name="Verifications")).to_have_count(0)
