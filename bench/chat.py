@@ -273,12 +273,15 @@ def chat_target(setup: Setup, run: int) -> Any:
 
     def message(sender: int, _to: int, seq: int, sent_ns: int) -> str:
         return json.dumps({"type": "send", "conversation_id": setup.conversation(sender),
-                           "client_id": f"r{run}-{sender}-{seq}", "body": f"{sender} {seq} {sent_ns}"})
+                           "client_id": f"r{run}-{sender}-{seq}",
+                           "body": f"{run} {sender} {seq} {sent_ns}"})
 
     def parse(text: str) -> tuple[int, int, int] | None:
         if not text.startswith('{"type":"message"'):
             return None  # acks, unread notices
-        sender, seq, sent = json.loads(text)["body"].split()
+        tag, sender, seq, sent = json.loads(text)["body"].split()
+        if int(tag) != run:
+            return None  # late from an earlier run: counted lost there, not here
         return int(sender), int(seq), int(sent)
 
     return Target(name=setup.name, url=setup.url, headers=setup.headers, origin=setup.origin,

@@ -95,11 +95,17 @@ class MessageCache:
 
     def put(self, conversation_id: int, item: Cached) -> None:
         key = (conversation_id, item.seq)
-        if key in self._items:
+        known = self._items.get(key)
+        if known is not None:
+            if known.origin is None:
+                known.origin = item.origin  # read back before the writer reported it
             return
         self._items[key] = item
         if len(self._items) > self.limit:
             self._items.popitem(last=False)
+
+    def get(self, conversation_id: int, seq: int) -> Cached | None:
+        return self._items.get((conversation_id, seq))
 
     def run(self, conversation_id: int, after: int, upto: int) -> list[Cached] | None:
         """Messages ``after+1 .. upto`` if all are here, else None."""
@@ -386,6 +392,9 @@ class ChatRelay:
 
     def _cached(self, conversation_id: int, row: MessageRow) -> Cached:
         mid, seq, sender_id, role, client_id, body, sent_at = row
+        known = self.cache.get(conversation_id, seq)
+        if known is not None:
+            return known  # encoded already, and it knows the socket that sent it
         item = Cached(seq, message_frame(
             id=mid, conversation_id=conversation_id, seq=seq, sender_id=sender_id,
             sender_role=str(Role(role)), client_id=client_id, body=body, sent_at=sent_at))

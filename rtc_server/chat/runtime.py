@@ -167,6 +167,14 @@ class ChatRuntime:
             for channel, event in events:
                 await broker.publish(channel, event)
             return
+        many = getattr(broker, "publish_many", None)
+        if many is not None:  # one round trip for the lot (a Redis pipeline)
+            try:
+                await many(list(events))
+            except BrokerUnavailable:
+                log.warning("chat: announcements not published (broker unavailable); "
+                            "clients catch up from the database")
+            return
         results = await asyncio.gather(*(broker.publish(channel, event) for channel, event in events),
                                        return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -442,6 +443,9 @@ async def test_without_any_socket_the_patient_still_sends_reads_and_sees_replies
     messaging_tab = patient.locator("#portal-nav").get_by_role("link", name="Messaging")
     await expect(patient.locator("#conversation-list")).to_contain_text("Knee pain")
     await send(doctor, "Please come in on Monday.")
+    # Stored (the provider's page says so) before the patient's page asks again.
+    await expect(log_of(doctor).locator(".msg--mine .msg__status").last).to_have_text(
+        re.compile(r"^(Sent|Delivered|Read)$"))
     await patient.clock.fast_forward(31_000)  # the inbox and the tab ask every 30 s
     await expect(messaging_tab.locator(".nav-count")).to_have_text("1 unread")
     await expect(patient.locator("#conversation-list .badge--unread")).to_have_text("1 unread")
