@@ -513,3 +513,21 @@ export async function mountConversation(container, options) {
 export function setArchived(conversationId, archived) {
   return post(`/conversations/${conversationId}/${archived ? "archive" : "unarchive"}`);
 }
+
+/** `(kind, text)` that shows one status notice in `box` (none for a null text). */
+export function pageStatus(box) {
+  return (kind, text) => replaceChildren(box, text ? notice(kind, h("p", { text })) : null);
+}
+
+/** Links marked `data-view-link` switch views in place (`go`), Back/Forward re-`show`;
+ * a plain click only: new-tab and modified clicks keep the browser's behaviour. */
+export function followViewLinks({ go, show, clear }) {
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest("a[data-view-link]");
+    if (!link || event.defaultPrevented || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    clear();
+    go(link.getAttribute("href"));
+  });
+  window.addEventListener("popstate", () => show().catch(() => {}));
+}

@@ -11,7 +11,7 @@ import { get, post, ApiError } from "../api.js";
 import { h, replaceChildren, focusElement, timeElement, notice, announce } from "../dom.js";
 import { withLoading } from "../portal.js";
 import { getChat, watchUnread, showUnreadOnLink, CHAT_EVENT_KINDS } from "../chat-client.js";
-import { mountConversation, setArchived } from "../chat-view.js";
+import { mountConversation, setArchived, pageStatus, followViewLinks } from "../chat-view.js";
 
 const $ = (id) => document.getElementById(id);
 const BASE = "/console/messages.html";
@@ -37,18 +37,8 @@ function go(href) {
   show().catch(() => {});
 }
 
-function setPageStatus(kind, text) {
-  replaceChildren($("page-status"), text ? notice(kind, h("p", { text })) : null);
-}
-
-document.addEventListener("click", (event) => {
-  const link = event.target.closest("a[data-view-link]");
-  if (!link || event.defaultPrevented || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
-  event.preventDefault();
-  setPageStatus(null, null);
-  go(link.getAttribute("href"));
-});
-window.addEventListener("popstate", () => show().catch(() => {}));
+const setPageStatus = pageStatus($("page-status"));
+followViewLinks({ go, show, clear: () => setPageStatus(null, null) });
 
 async function show() {
   const place = where();

@@ -12,7 +12,7 @@ import { get, post, ApiError } from "../api.js";
 import { h, replaceChildren, focusElement, timeElement, notice, announce } from "../dom.js";
 import { handleSubmit } from "../forms.js";
 import { getChat, newClientId, messageLength, badgeMessagingTab, CHAT_EVENT_KINDS } from "../chat-client.js";
-import { mountConversation, setArchived } from "../chat-view.js";
+import { mountConversation, setArchived, pageStatus, followViewLinks } from "../chat-view.js";
 import { clinicInfo, applyClinic } from "../shell.js";
 
 const $ = (id) => document.getElementById(id);
@@ -46,18 +46,8 @@ function go(href, { replace = false } = {}) {
   show().catch(() => {});
 }
 
-function setPageStatus(kind, text) {
-  replaceChildren($("page-status"), text ? notice(kind, h("p", { text })) : null);
-}
-
-document.addEventListener("click", (event) => {
-  const link = event.target.closest("a[data-view-link]");
-  if (!link || event.defaultPrevented || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
-  event.preventDefault();
-  setPageStatus(null, null);
-  go(link.getAttribute("href"));
-});
-window.addEventListener("popstate", () => show().catch(() => {}));
+const setPageStatus = pageStatus($("page-status"));
+followViewLinks({ go, show, clear: () => setPageStatus(null, null) });
 
 async function show() {
   const place = where();
