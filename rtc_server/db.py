@@ -15,6 +15,7 @@ transaction commits, and is dropped if it rolls back. ``notify.events`` and
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import sqlite3
@@ -171,11 +172,37 @@ class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
             super().commit()
 
 
+_closing: set[asyncio.Future[None]] = set()  # closes under way (a task needs a reference)
+
+
+async def _open(connection: aiosqlite.Connection) -> aiosqlite.Connection:
+    """Open ``connection`` even if the asking task is cancelled meanwhile (a worker
+    stopped at shutdown): aiosqlite hands the new sqlite3 connection to a future
+    nobody reads then, and it is dropped unclosed. Here the opening finishes in its
+    own task and is closed once it has."""
+
+    async def opened() -> aiosqlite.Connection:
+        return await connection
+
+    opening = asyncio.ensure_future(opened())
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        def close(done: asyncio.Future[aiosqlite.Connection]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                closing = asyncio.ensure_future(done.result().close())
+                _closing.add(closing)
+                closing.add_done_callback(_closing.discard)
+
+        opening.add_done_callback(close)
+        raise
+
+
 class _OneHopDbapi(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> _OneHopConnection:
         connection = self.aiosqlite.connect(*arg, **kw)
         connection._thread.daemon = True
-        return _OneHopConnection(self, await_(connection))
+        return _OneHopConnection(self, await_(_open(connection)))
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:

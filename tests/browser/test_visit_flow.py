@@ -45,6 +45,8 @@ async def page_for(browser: Any, live_server: Any, who: Person) -> tuple[Browser
     page = await context.new_page()
     page.errors = []  # type: ignore[attr-defined]
     page.on("pageerror", lambda e: page.errors.append(str(e)))  # type: ignore[attr-defined]
+    page.console = []  # type: ignore[attr-defined]
+    page.on("console", lambda m: page.console.append(f"{m.type}: {m.text}"))  # type: ignore[attr-defined]
     return context, page
 
 
@@ -61,7 +63,9 @@ async def wait_for_frames(page: Page, at_least: int, timeout_ms: int = 45_000) -
         shown = await page.evaluate("""() => [...document.querySelectorAll('.tile--remote')].map(
             (t) => ({...t.dataset, connection: document.getElementById('call-connection').textContent,
                      status: document.getElementById('visit-status').textContent}))""")
-        raise AssertionError(f"{page.url}: wanted {at_least} frames decoded; tiles: {shown}") from None
+        said = getattr(page, "console", [])[-20:]
+        raise AssertionError(f"{page.url}: wanted {at_least} frames decoded; tiles: {shown}; "
+                             f"console: {said}") from None
 
 
 async def _frames(page: Page, at_least: int, timeout_ms: int) -> None:

@@ -174,6 +174,7 @@ def served(installed: Installed, tmp_path: Path) -> Iterator[str]:
         yield server.url
     finally:
         rest = server.stop()
+        print("the installed server's log after start-up:", *rest, sep="\n")  # shown on a failure
     assert any("Application shutdown complete" in line for line in rest), rest
 
 
@@ -206,20 +207,22 @@ def test_the_wheel_carries_every_web_file_the_migrations_and_the_data(built: Bui
 def test_an_installed_wheel_serves_the_front_page_with_its_register_button(served: str) -> None:
     with httpx.Client(base_url=served, timeout=10) as http:
         page = http.get("/")
-        assert page.status_code == 200
-        assert re.search(r'<a [^>]*href="/register.html"[^>]*>\s*Register\s*</a>', page.text)
+        assert page.status_code == 200, (page.status_code, page.text[:300])
+        register_link = r'<a [^>]*href="/register.html"[^>]*>\s*Register\s*</a>'
+        assert re.search(register_link, page.text), page.text[:2000]
         assets = re.findall(r'(?:href|src)="(/[^"]+\.(?:css|js|svg))"', page.text)
         assert any(a.endswith(".css") for a in assets), assets
         register = http.get("/register.html")
-        assert register.status_code == 200
+        assert register.status_code == 200, (register.status_code, register.text[:300])
         scripts = re.findall(r'src="(/[^"]+\.js)"', register.text)
         assert scripts, "the register page loads its script"
         for path in [*assets, *scripts]:
             got = http.get(path)
-            assert got.status_code == 200, path
+            assert got.status_code == 200, (path, got.status_code, got.text[:300])
             kind = {"css": "text/css", "js": "javascript", "svg": "image/svg+xml"}[path.rsplit(".", 1)[1]]
             assert kind in got.headers["content-type"], (path, got.headers["content-type"])
-        assert http.get("/healthz").status_code == 200
+        health = http.get("/healthz")
+        assert health.status_code == 200, (health.status_code, health.text)
 
 
 @pytest.mark.browser

@@ -4,6 +4,13 @@
 // and when both offer at once the polite side yields. Who is polite is decided from
 // the two peer ids, the same way on both sides (the lower id is polite).
 //
+// Both sides want to negotiate the moment they meet (their camera tracks are added
+// at once). The impolite side's offer goes first and the polite side waits a moment
+// for it before offering itself: a glare on the very first offer is legal, but
+// Chromium that rolls back its own offer while the TURN allocation for it is under
+// way may never gather again (seen in about one call in six on a loaded machine),
+// and the call would sit at "new" for good.
+//
 // Candidates are trickled. When the connection fails, or stays disconnected for a
 // few seconds (a network blip), this side restarts ICE; a side left waiting for an
 // answer that never came (it was lost while its socket was away) rolls back and
@@ -11,6 +18,8 @@
 
 const DISCONNECTED_GRACE_MS = 2500;
 const STUCK_OFFER_MS = 5000;
+const FIRST_OFFER_WAIT_MS = 2000;
+const STUCK_NEW_MS = 10000;
 
 export class PeerLink {
   /**
@@ -36,6 +45,8 @@ export class PeerLink {
     this.closed = false;
     this.restarts = 0;
     this.offerSince = 0;
+    this.createdAt = Date.now();
+    this.waitedForOffer = false;
     this.streams = new Map(); // stream id -> MediaStream (camera, screen)
     this.pc = new RTCPeerConnection(config);
     this.media = media;
@@ -70,6 +81,15 @@ export class PeerLink {
 
   async negotiate() {
     if (this.closed) return;
+    if (this.polite && !this.waitedForOffer && !this.pc.remoteDescription) {
+      // The first offer is the other side's (see the top of this file); ours only if none came.
+      window.clearTimeout(this.firstOfferTimer);
+      this.firstOfferTimer = window.setTimeout(() => {
+        this.waitedForOffer = true;
+        if (!this.pc.remoteDescription && this.pc.signalingState === "stable") this.negotiate();
+      }, FIRST_OFFER_WAIT_MS);
+      return;
+    }
     try {
       this.makingOffer = true;
       await this.pc.setLocalDescription();
@@ -143,9 +163,18 @@ export class PeerLink {
     }, Math.min(5000, 1500 * this.restarts));
   }
 
-  /** An offer that got no answer for a while was lost: roll back and offer again. */
+  /** An offer that got no answer for a while was lost: roll back and offer again.
+   * A connection whose ICE never started although both descriptions are set (no
+   * candidate ever came) restarts ICE. */
   async unstick() {
-    if (this.closed || !this.offerSince || Date.now() - this.offerSince < STUCK_OFFER_MS) return;
+    if (this.closed) return;
+    const pc = this.pc;
+    if (pc.connectionState === "new" && pc.signalingState === "stable" && pc.remoteDescription
+        && Date.now() - this.createdAt > STUCK_NEW_MS * (this.restarts + 1)) {
+      this.restart();
+      return;
+    }
+    if (!this.offerSince || Date.now() - this.offerSince < STUCK_OFFER_MS) return;
     this.offerSince = 0;
     try {
       await this.pc.setLocalDescription({ type: "rollback" });
@@ -193,6 +222,7 @@ export class PeerLink {
     window.clearInterval(this.watchdog);
     window.clearTimeout(this.graceTimer);
     window.clearTimeout(this.retryTimer);
+    window.clearTimeout(this.firstOfferTimer);
     this.pc.close();
   }
 }
