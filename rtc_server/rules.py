@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rtc_server.auth.passwords import normalize_answer
 
@@ -81,3 +82,12 @@ def blank_to_none(value: Any) -> Any:
     if isinstance(value, str):
         return value.strip() or None
     return value
+
+
+def check_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone this server knows (a validator's ValueError otherwise)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("Unknown time zone; use a name such as America/New_York.") from None
+    return name

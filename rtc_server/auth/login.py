@@ -76,7 +76,7 @@ class LoginResult:
 def public_user(user: User) -> UserPublic:
     return UserPublic(
         id=user.id or 0, username=user.username, role=user.role, display_name=user.display_name,
-        mfa_enabled=user.mfa_enabled, patient_id=user.patient_id,
+        mfa_enabled=user.mfa_enabled, patient_id=user.patient_id, time_zone=user.time_zone,
     )
 
 

@@ -61,6 +61,8 @@ class User(SQLModel, table=True):
     city: str | None = Field(default=None, max_length=100)
     state: str | None = Field(default=None, max_length=50)
     zip: str | None = Field(default=None, max_length=20)
+    #: The IANA zone the person chose for times (Account Settings); None: their device's.
+    time_zone: str | None = Field(default=None, max_length=64)
     security_question: str | None = Field(default=None, max_length=200)
     security_answer_hash: str | None = Field(default=None, max_length=255)
     terms_version: str | None = Field(default=None, max_length=32)
@@ -158,6 +160,7 @@ class UserPublic(BaseModel):
     display_name: str
     mfa_enabled: bool
     patient_id: int | None
+    time_zone: str | None = None
 
 
 class RecoveryCode(SQLModel, table=True):

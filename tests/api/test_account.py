@@ -429,3 +429,32 @@ async def test_the_security_question_rule_is_the_shared_one(client, session_fact
         "current_password": PASSWORD, "security_question": "First pet's name?",
         "security_answer": PASSWORD})
     assert field_errors(same) == {"security_answer": "Your answer must not be your password."}
+
+
+async def test_a_chosen_time_zone_is_kept_shown_with_the_session_and_audited(
+    client, session_factory, secrets_seen
+) -> None:
+    await signed_in_patient(client, session_factory, secrets_seen)
+    assert (await client.get("/api/v1/account")).json()["time_zone"] is None
+    r = await client.put("/api/v1/account/time-zone", json={"time_zone": "America/Chicago"})
+    assert r.status_code == 200, r.text
+    assert r.json()["time_zone"] == "America/Chicago"
+    assert (await client.get("/api/v1/account")).json()["time_zone"] == "America/Chicago"
+    assert (await client.get("/api/v1/auth/session")).json()["user"]["time_zone"] == "America/Chicago"
+    assert "account.time_zone_update" in await audit_actions(session_factory)
+    # Back to following the device (null or blank).
+    r = await client.put("/api/v1/account/time-zone", json={"time_zone": ""})
+    assert r.status_code == 200 and r.json()["time_zone"] is None
+
+
+async def test_an_unknown_time_zone_is_named_and_nothing_changes(
+    client, session_factory, secrets_seen
+) -> None:
+    await signed_in_patient(client, session_factory, secrets_seen)
+    for bad in ("Mars/Olympus_Mons", "../../etc/passwd", "x" * 65):
+        r = await client.put("/api/v1/account/time-zone", json={"time_zone": bad})
+        assert r.status_code == 422, (bad, r.text)
+        assert "time_zone" in field_errors(r)
+    r = await client.put("/api/v1/account/time-zone", json={"zone": "America/Chicago"})
+    assert r.status_code == 422
+    assert (await client.get("/api/v1/account")).json()["time_zone"] is None

@@ -85,3 +85,24 @@ async def test_a_cancelled_or_moved_appointment_is_not_reminded_of(app, session_
     assert await worker.run_once(now=new_start - timedelta(hours=71)) == 1
     await app.state.deps.mail_worker.drain()
     assert len(smtp.to("maria.lopez@example.org")) == 1 and sms.sent() == []
+
+
+async def test_a_reminder_names_the_time_in_the_zone_the_patient_chose(app, session_factory, smtp) -> None:
+    from zoneinfo import ZoneInfo
+
+    from rtc_server.portal.appointments.reminders import when_text
+
+    clinic = await make_clinic(session_factory)
+    maria = await patient(app, session_factory, "maria.lopez")
+    r = await maria.client.put("/api/v1/account/time-zone", json={"time_zone": "America/Los_Angeles"})
+    assert r.status_code == 200, r.text
+    appt = (await book(maria.client, clinic.doctor_id, days_ahead(5))).json()
+    start = at(appt["start"])
+    settings = app.state.settings
+    worker = ReminderWorker(session_factory, settings, sms=OutboxSmsSender(settings.outbox_dir))
+    assert await worker.run_once(now=start - timedelta(hours=71)) == 1
+    await app.state.deps.mail_worker.drain()
+    body = smtp.text(smtp.to("maria.lopez@example.org")[-1])
+    pacific = start.astimezone(ZoneInfo("America/Los_Angeles")).tzname()
+    assert pacific in ("PST", "PDT") and when_text(start, "America/Los_Angeles") in body
+    assert when_text(start, settings.clinic_timezone) not in body

@@ -10,6 +10,7 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
@@ -222,3 +223,50 @@ async def test_provider_publishes_hours_and_sees_a_booking_arrive(
     finally:
         await provider.close()
         await patient.close()
+
+
+async def test_a_time_zone_chosen_in_account_settings_is_used_on_the_pages(
+    clinic_server, chicago, secrets_seen
+) -> None:
+    """A patient travelling (device in Chicago) who wants home times (Los Angeles)."""
+    server = clinic_server
+    async with server_db(server) as factory:
+        doctor = await add_practitioner(factory, "Elena", "Marsh")
+        await publish(factory, doctor, DAYTIME)
+        patient_id = await create_patient(factory)
+    await sign_in_as(server, chicago, "maria.lopez", patient_id=patient_id, display_name="Maria Lopez")
+    page = await new_page(chicago)
+    await page.goto(f"{server.url}/app/account.html")
+    zone = page.get_by_role("region", name="Time zone")
+    await expect(zone).to_contain_text(f"this device's time zone, {VIEWER_ZONE}")
+    await expect(zone.locator("#clinic-zone")).to_contain_text("America/New_York")
+    await zone.get_by_label("Show times in").select_option("America/Los_Angeles")
+    await zone.get_by_role("button", name="Save time zone").click()
+    await expect(page.locator("#page-status")).to_contain_text("Time zone saved: times are shown in "
+                                                               "America/Los_Angeles")
+    await assert_accessible(page, phone=True)
+
+    await page.goto(f"{server.url}/app/appointments.html")
+    await expect(page.get_by_text("Times are shown in your time zone, America/Los_Angeles")).to_be_visible()
+    await page.get_by_label("Provider").select_option(label="Dr. Elena Marsh, MD (Family Medicine)")
+    await page.get_by_label("Video visit (virtual), from home").check()
+    await page.get_by_label("Reason for the visit").fill("Follow-up")
+    await pick_time(page, 3, 0)
+    await page.get_by_role("button", name="Book appointment").click()
+    await expect(page.locator("#page-status")).to_contain_text("Booked: Video visit (virtual)")
+    item = page.locator("#upcoming").get_by_role("listitem")
+    await expect(item.get_by_role("heading")).to_have_text(re.compile(r" P[SD]T$"))
+    # The first open time of the day is 08:00 in New York: 05:00 in Los Angeles.
+    [booked] = await held(server, patient_id)
+    assert booked.start.astimezone(ZoneInfo("America/Los_Angeles")).hour == 5
+    await expect(item.get_by_role("heading")).to_contain_text("5:00")
+
+    # Back to the device's zone.
+    await page.goto(f"{server.url}/app/account.html")
+    await page.get_by_label("Show times in").select_option("")
+    await page.get_by_role("button", name="Save time zone").click()
+    await expect(page.locator("#page-status")).to_contain_text("times follow this device's time zone")
+    await page.goto(f"{server.url}/app/appointments.html")
+    await expect(page.locator("#upcoming").get_by_role("listitem").get_by_role("heading")).to_have_text(
+        re.compile(r" C[SD]T$"))
+    assert page.errors == []  # type: ignore[attr-defined]

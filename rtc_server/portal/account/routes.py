@@ -17,6 +17,7 @@ from rtc_server.portal.account.service import (
     ContactChange,
     NotificationPrefs,
     SessionRow,
+    TimeZoneChoice,
 )
 
 
@@ -108,6 +109,11 @@ async def set_notifications(call: Call) -> Response:
     return json_response(await service.set_notifications(call.db, call.actor, call.body))
 
 
+async def set_time_zone(call: Call) -> Response:
+    """The time zone times are shown in; null follows the device."""
+    return json_response(await service.set_time_zone(call.db, call.actor, call.body))
+
+
 async def list_sessions(call: Call) -> Response:
     """The account's live sessions; ``current`` marks this one."""
     rows = await service.list_sessions(call.db, call.actor, call.settings)
@@ -163,6 +169,8 @@ routes: list[BaseRoute] = [
     ApiRoute("/account/security-question", change_security_question, methods=["POST"],
              body=SecurityQuestionChange, response=AccountOut, tag=_T),
     ApiRoute("/account/notifications", set_notifications, methods=["PUT"], body=NotificationPrefs,
+             response=AccountOut, tag=_T),
+    ApiRoute("/account/time-zone", set_time_zone, methods=["PUT"], body=TimeZoneChoice,
              response=AccountOut, tag=_T),
     ApiRoute("/account/sessions", list_sessions, methods=["GET"], response=SessionRow,
              response_list=True, tag=_T),

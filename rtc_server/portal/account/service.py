@@ -32,7 +32,14 @@ from rtc_server.config import Settings
 from rtc_server.db import as_utc, utcnow
 from rtc_server.errors import InvalidInput, NotFound, Unauthorized
 from rtc_server.portal.account.notices import queue_security_notice
-from rtc_server.rules import answer_problem, blank_to_none, clean_question, question_problem, zip_problem
+from rtc_server.rules import (
+    answer_problem,
+    blank_to_none,
+    check_zone,
+    clean_question,
+    question_problem,
+    zip_problem,
+)
 
 NOTIFICATION_KINDS = ("appointment_reminders", "new_messages", "lab_results", "refill_updates")
 DEFAULT_CHANNELS = {"email": True, "sms": False}
@@ -100,6 +107,16 @@ class NotificationsOut(BaseModel):
     refill_updates: Channels
 
 
+class TimeZoneChoice(BaseModel):
+    """The zone times are shown in (an IANA name); null: the device's own."""
+
+    model_config = ConfigDict(extra="forbid")
+    time_zone: str | None = Field(max_length=64)
+
+    _blank = field_validator("time_zone", mode="before")(blank_to_none)
+    _known = field_validator("time_zone")(lambda v: v if v is None else check_zone(v))
+
+
 class AccountOut(BaseModel):
     username: str
     email: str | None
@@ -111,6 +128,7 @@ class AccountOut(BaseModel):
     mfa_enabled: bool
     mfa_required: bool
     role: Role
+    time_zone: str | None
 
 
 class SessionRow(BaseModel):
@@ -148,6 +166,7 @@ def account_view(user: User) -> AccountOut:
         security_question=user.security_question,
         notifications=NotificationsOut.model_validate(notifications_of(user)),
         mfa_enabled=user.mfa_enabled, mfa_required=mfa.mfa_required_for(user.role), role=user.role,
+        time_zone=user.time_zone,
     )
 
 
@@ -289,6 +308,17 @@ async def set_notifications(db: AsyncSession, actor: Actor, prefs: NotificationP
     user.notification_prefs = current
     db.add(user)
     await record_action(db, actor, "account.notifications_update")
+    await db.commit()
+    return account_view(user)
+
+
+async def set_time_zone(db: AsyncSession, actor: Actor, choice: TimeZoneChoice) -> AccountOut:
+    """Times on the pages and in reminders follow the chosen zone (None: the device's on
+    pages, the clinic's in reminders)."""
+    user = await load_user(db, actor)
+    user.time_zone = choice.time_zone
+    db.add(user)
+    await record_action(db, actor, "account.time_zone_update")
     await db.commit()
     return account_view(user)
 

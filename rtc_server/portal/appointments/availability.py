@@ -27,11 +27,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rtc_server.records.models import SlotStatus, VisitKind
+from rtc_server.rules import check_zone
 
 ALL_KINDS: tuple[str, ...] = (VisitKind.in_person.value, VisitKind.video.value)
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
@@ -49,14 +50,6 @@ def _check_hhmm(value: str) -> str:
     if not _HHMM.match(value):
         raise ValueError("Use a 24-hour time such as 09:00 or 17:30.")
     return value
-
-
-def check_zone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("Unknown time zone; use a name such as America/New_York.") from None
-    return name
 
 
 # --- the published shape (the console's body, stored as JSON) ----------------

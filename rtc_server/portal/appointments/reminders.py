@@ -155,7 +155,7 @@ class ReminderWorker:
             return []
         prefs = notifications_of(user)["appointment_reminders"]
         cfg = self._settings
-        when = when_text(start, cfg.clinic_timezone)
+        when = when_text(start, user.time_zone or cfg.clinic_timezone)
         link = f"{cfg.base_url}/app/appointments.html"
         channels: list[str] = []
         if prefs.get("email") and user.email:

@@ -3,6 +3,7 @@
 // and the idle-timeout warning.
 
 import { get, post, ApiError, lastApiCallAt, onUnauthenticated, rememberCsrfToken } from "./api.js";
+import { useZone } from "./zone.js";
 import { h, replaceChildren, focusElement, notice } from "./dom.js";
 import { homeFor } from "./session.js";
 import "./shell.js";
@@ -295,6 +296,7 @@ export async function initPortal({ roles = null } = {}) {
     return null;
   }
   rememberCsrfToken(session.csrf_token);
+  useZone(session.user.time_zone);
   renderNav(session.user);
   renderUser(session.user);
   if (session.user.role === "patient") {

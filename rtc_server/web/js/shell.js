@@ -49,7 +49,9 @@ export function clinicInfo() {
     pending = get("/clinic")
       .then((clinic) => {
         if (!clinic || typeof clinic.name !== "string" || !clinic.name) return remembered();
-        const value = { name: clinic.name, phone: clinic.phone || null, hours: clinic.hours || null };
+        const value = {
+          name: clinic.name, phone: clinic.phone || null, hours: clinic.hours || null, timezone: clinic.timezone || null,
+        };
         remember(value);
         return value;
       })

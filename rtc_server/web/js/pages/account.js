@@ -1,10 +1,12 @@
 // /app/account.html (Account Settings): summary cards. Contact information and the
 // username open an edit form in place; Security and Notifications have their own pages.
 
-import { patch, post } from "../api.js";
+import { patch, post, put } from "../api.js";
 import { $, h, replaceChildren, focusElement, notice } from "../dom.js";
 import { clearErrors, handleSubmit } from "../forms.js";
 import { clearSaved, confirmSaved, loadAccountPage, showSections } from "../settings.js";
+import { clinicInfo } from "../shell.js";
+import { deviceZone, knownZones, useZone, zoneLabel } from "../zone.js";
 
 const NOTIFICATION_LABELS = {
   appointment_reminders: "Appointment reminders",
@@ -184,6 +186,35 @@ function wireUsername() {
   });
 }
 
+/* ---------- Time zone ---------- */
+
+function renderZone() {
+  const select = $("#time-zone");
+  const options = [h("option", { value: "", text: `This device's time zone: ${zoneLabel(deviceZone())}` })];
+  const zones = knownZones();
+  if (account.time_zone && !zones.includes(account.time_zone)) zones.push(account.time_zone);
+  for (const name of zones) options.push(h("option", { value: name, text: name.replace(/_/g, " ") }));
+  replaceChildren(select, ...options);
+  select.value = account.time_zone || "";
+  $("#zone-current").textContent = account.time_zone
+    ? `Times are shown in ${zoneLabel(account.time_zone)}.`
+    : `Times are shown in this device's time zone, ${zoneLabel(deviceZone())}.`;
+}
+
+function wireZone() {
+  clinicInfo().then((clinic) => {
+    if (clinic && clinic.timezone) $("#clinic-zone").textContent = zoneLabel(clinic.timezone);
+  }).catch(() => {});
+  handleSubmit($("#zone-form"), async (data) => {
+    account = await put("/account/time-zone", { time_zone: data.time_zone || null });
+    useZone(account.time_zone);
+    renderZone();
+    confirmSaved(account.time_zone
+      ? `Time zone saved: times are shown in ${zoneLabel(account.time_zone)}.`
+      : "Time zone saved: times follow this device's time zone.");
+  });
+}
+
 /* ---------- Summaries of the other pages ---------- */
 
 function renderSummaries() {
@@ -219,8 +250,10 @@ async function main() {
   $("#current-username").textContent = account.username || "";
   renderContact();
   renderSummaries();
+  renderZone();
   wireContact();
   wireUsername();
+  wireZone();
   showSections();
 }
 

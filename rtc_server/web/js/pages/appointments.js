@@ -9,6 +9,7 @@ import { api, get, ApiError } from "../api.js";
 import { h, replaceChildren, focusElement, announce, notice } from "../dom.js";
 import { handleSubmit, setFormAlert, clearErrors } from "../forms.js";
 import { clinicInfo, phoneLink } from "../shell.js";
+import { zoneLabel, zoned } from "../zone.js";
 
 const DAYS_PER_PAGE = 14;
 const KIND_LABELS = { in_person: "In person", video: "Video visit (virtual)" };
@@ -25,13 +26,12 @@ const STATUS_LABELS = {
   waitlist: "Waiting list",
 };
 
-const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
-const dayKeyFormat = new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" });
-const dayFormat = new Intl.DateTimeFormat(undefined, { timeZone: zone, weekday: "short", month: "short", day: "numeric" });
-const longDayFormat = new Intl.DateTimeFormat(undefined, { timeZone: zone, weekday: "long", month: "long", day: "numeric" });
-const timeFormat = new Intl.DateTimeFormat(undefined, { timeZone: zone, hour: "numeric", minute: "2-digit" });
-const whenFormat = new Intl.DateTimeFormat(undefined, {
-  timeZone: zone, weekday: "long", month: "long", day: "numeric", year: "numeric",
+const dayKeyFormat = zoned("en-CA", { year: "numeric", month: "2-digit", day: "2-digit" });
+const dayFormat = zoned(undefined, { weekday: "short", month: "short", day: "numeric" });
+const longDayFormat = zoned(undefined, { weekday: "long", month: "long", day: "numeric" });
+const timeFormat = zoned(undefined, { hour: "numeric", minute: "2-digit" });
+const whenFormat = zoned(undefined, {
+  weekday: "long", month: "long", day: "numeric", year: "numeric",
   hour: "numeric", minute: "2-digit", timeZoneName: "short",
 });
 
@@ -53,13 +53,6 @@ function when(iso) {
 
 function dayKey(date) {
   return dayKeyFormat.format(date);
-}
-
-function zoneLabel() {
-  const part = new Intl.DateTimeFormat(undefined, { timeZone: zone, timeZoneName: "long" })
-    .formatToParts(new Date())
-    .find((p) => p.type === "timeZoneName");
-  return part ? `${zone} (${part.value})` : zone;
 }
 
 /** "call the clinic at 617-555-0100" (a tel: link), or "call the clinic" when no number is configured. */
@@ -471,7 +464,7 @@ if (session) {
       if (clinic && clinic.phone) state.phone = clinic.phone;
     }
     renderLists();
-    $("zone-note").textContent = `Times are shown in your time zone, ${zoneLabel()}. The clinic is in ${data.clinic.time_zone}.`;
+    $("zone-note").textContent = `Times are shown in your time zone, ${zoneLabel()} (change it in Account Settings). The clinic is in ${data.clinic.time_zone}.`;
     const book = $("book");
     if (!providers.length) {
       replaceChildren(book, h("h2", { id: "book-heading", text: "Book an appointment" }),

@@ -5,16 +5,17 @@
 // releases while the page is open appears without a reload. Text is inserted as text.
 
 import { initPortal, withLoading } from "../portal.js";
+import { zoned } from "../zone.js";
 import { get, ApiError } from "../api.js";
 import { h, replaceChildren, announce } from "../dom.js";
 import { clinicInfo, phoneLink } from "../shell.js";
 import { onLiveEvent } from "../live-events.js";
 
 const $ = (id) => document.getElementById(id);
-const whenFormat = new Intl.DateTimeFormat(undefined, {
+const whenFormat = zoned(undefined, {
   weekday: "long", month: "long", day: "numeric", hour: "numeric", minute: "2-digit", timeZoneName: "short",
 });
-const dayFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+const dayFormat = zoned(undefined, { dateStyle: "medium" });
 const KIND_LABELS = { in_person: "In person", video: "Video visit (virtual)" };
 const REFILL_LABELS = { requested: "Waiting for your provider", approved: "Approved, being sent to your pharmacy" };
 // Events (ids only) after which the dashboard is fetched again.

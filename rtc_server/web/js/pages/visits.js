@@ -7,14 +7,14 @@
 import { initPortal, withLoading } from "../portal.js";
 import { get } from "../api.js";
 import { h, replaceChildren } from "../dom.js";
+import { zoned } from "../zone.js";
 
 const $ = (id) => document.getElementById(id);
-const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
-const whenFormat = new Intl.DateTimeFormat(undefined, {
-  timeZone: zone, weekday: "long", month: "long", day: "numeric", hour: "numeric", minute: "2-digit",
+const whenFormat = zoned(undefined, {
+  weekday: "long", month: "long", day: "numeric", hour: "numeric", minute: "2-digit",
   timeZoneName: "short",
 });
-const timeFormat = new Intl.DateTimeFormat(undefined, { timeZone: zone, hour: "numeric", minute: "2-digit" });
+const timeFormat = zoned(undefined, { hour: "numeric", minute: "2-digit" });
 const STATE_TEXT = { waiting: "You are checked in and waiting.", admitted: "Your provider has let you in." };
 
 function when(iso) {
