@@ -28,8 +28,7 @@ idle client (RSS delta over the 1,000 connected clients before the load),
 and the ratios to the bare relays (p99 and delivered rate).
 
 ``serve`` runs rtc_server as ``rtc-server serve`` does (same uvicorn
-options), with messaging wired in by ``rtc_server.chat.wiring.ensure_chat``
-until ``app.py`` lists it; settings from the ``RTC_*`` environment.
+options); settings from the ``RTC_*`` environment.
 """
 
 from __future__ import annotations
@@ -71,7 +70,6 @@ def serve(host: str, port: int, profile: str | None = None) -> None:
     import uvicorn
 
     from rtc_server.app import create_app
-    from rtc_server.chat.wiring import ensure_chat
     from rtc_server.cli import WS_MAX_BYTES, _migrate, _setup_logging
     from rtc_server.config import load_settings
 
@@ -79,7 +77,7 @@ def serve(host: str, port: int, profile: str | None = None) -> None:
     _setup_logging(settings.log_level)
     if settings.auto_migrate:
         asyncio.run(_migrate(settings))
-    app = ensure_chat(create_app(settings))
+    app = create_app(settings)
     if profile:
         _profiled(app, profile)
     uvicorn.run(

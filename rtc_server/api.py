@@ -19,11 +19,12 @@ A handler takes one ``Call``::
 2. reads the declared body (415 unless JSON, 413 past ``MAX_BODY_BYTES``, 408
    when it does not arrive within ``body_timeout_seconds``) and checks it is
    JSON;
-3. opens the one database session the request uses (``call.db``, closed
-   after the handler; uncommitted work is rolled back) and finds the actor in
-   it: ``auth="session"`` needs a full session (else 401), ``"partial"`` any
-   live session (the two-factor steps), ``"public"`` none (``call.actor`` is
-   None);
+3. finds the actor: ``auth="session"`` needs a full session (else 401),
+   ``"partial"`` any live session (the two-factor steps), ``"public"`` none
+   (``call.actor`` is None). The instance's ``SessionCache`` answers when it
+   may be believed, else the database does. The one database session the
+   request uses (``call.db``) is opened on first use and closed after the
+   handler (uncommitted work is rolled back);
 4. validates the declared body and query models (422 naming the field);
 5. with ``floor=True``, pads the answer to ``response_floor_seconds``.
 
@@ -237,17 +238,48 @@ def path_int(request: Request, name: str = "id") -> int:
 
 # --- the call --------------------------------------------------------------------
 
+class _LazySession:
+    """The request's one database session, opened when first used: a request
+    whose session check was answered by the instance's ``SessionCache`` and
+    whose handler reads through a pooled connection never builds one."""
+
+    __slots__ = ("_factory", "session")
+
+    def __init__(self, factory: Callable[[], AsyncSession]) -> None:
+        self._factory = factory
+        self.session: AsyncSession | None = None
+
+    def get(self) -> AsyncSession:
+        if self.session is None:
+            self.session = self._factory()
+        return self.session
+
+    async def aclose(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
 @dataclass
 class Call:
     """Everything a handler gets. ``actor`` is None only on ``auth="public"`` routes."""
 
     request: Request
-    db: AsyncSession
+    lazy_db: _LazySession
     actor: Actor
     meta: RequestMeta
     deps: Deps
     body: Any = None
     query: Any = None
+
+    @property
+    def db(self) -> AsyncSession:
+        """The request's database session (opened on first use, closed after the handler)."""
+        return self.lazy_db.get()
+
+    @property
+    def session_opened(self) -> bool:
+        """Whether the handler (or the session check) has used ``db`` yet."""
+        return self.lazy_db.session is not None
 
     @property
     def settings(self) -> Settings:
@@ -352,10 +384,11 @@ class ApiRoute(Route):
         deps: Deps = request.app.state.deps
         raw = await _read_json(request) if self.body_model is not None else None
         meta = request_meta(request)
-        async with deps.session_factory() as db:
-            actor = await self._actor(request, db, deps.settings, meta)
+        lazy = _LazySession(deps.session_factory)
+        try:
+            actor = await self._actor(request, lazy, deps.settings, meta)
             call = Call(
-                request=request, db=db, actor=actor, meta=meta, deps=deps,  # type: ignore[arg-type]
+                request=request, lazy_db=lazy, actor=actor, meta=meta, deps=deps,  # type: ignore[arg-type]
                 body=_parse_body(raw, self.body_model) if self.body_model is not None and raw else None,
                 query=read_query(request, self.query_model) if self.query_model is not None else None,
             )
@@ -364,16 +397,21 @@ class ApiRoute(Route):
             except DomainError as exc:
                 if exc.denial is not None:
                     action, resource = self._denial_names(request)
-                    await record_denial(db, exc, action=action, resource=resource)
+                    await record_denial(lazy.get(), exc, action=action, resource=resource)
                 raise
+        finally:
+            await lazy.aclose()
 
     async def _actor(
-        self, request: Request, db: AsyncSession, settings: Settings, meta: RequestMeta
+        self, request: Request, lazy: _LazySession, settings: Settings, meta: RequestMeta
     ) -> Actor | None:
         if self.auth == "public":
             return None
         token = request.cookies.get(session_cookie_name(settings))
-        actor = await session_actor(db, token, settings, meta, touch=self.touch) if token else None
+        state = request.app.state
+        actor = await session_actor(
+            lazy.get, token, settings, meta, touch=self.touch, cache=getattr(state, "session_cache", None),
+            writer=getattr(state, "audit_writer", None)) if token else None
         if actor is None:
             raise Unauthorized()
         if self.auth == "session" and actor.stage != SessionStage.full:

@@ -25,6 +25,8 @@ from rtc_server import audit, health
 from rtc_server.api import api_fallback
 from rtc_server.audit_writer import WRITER_INFO, AuditWriter
 from rtc_server.auth.password_policy import load_common_passwords
+from rtc_server.auth.session_cache import SessionCache
+from rtc_server.auth.sessions import SESSION_CACHE_INFO
 from rtc_server.broker import create_broker
 from rtc_server.chat.runtime import start_chat
 from rtc_server.config import Settings
@@ -39,6 +41,7 @@ from rtc_server.notify.email import Mailer
 from rtc_server.notify.events import BROKER_INFO
 from rtc_server.notify.outbox import WAKE_INFO, MailWorker
 from rtc_server.portal.appointments.reminders import ReminderWorker
+from rtc_server.readpool import READ_POOL_INFO, ReadPool
 from rtc_server.realtime import RealtimeLayer
 from rtc_server.rooms.runtime import start_visits
 from rtc_server.webfiles import WEB_DIR, require_web_dir
@@ -109,9 +112,19 @@ def create_app(settings: Settings, *, web_dir: Path | None = None) -> Starlette:
         audit_writer = AuditWriter(engine)
         audit_writer.start()
         app.state.audit_writer = audit_writer
+        # Live sessions remembered per instance, forgotten on the broker's session events.
+        session_cache = SessionCache(broker)
+        await session_cache.start()
+        app.state.session_cache = session_cache
+        # The hottest reads (dashboard, lab list) on the driver's own connections (SQLite).
+        read_pool = ReadPool.for_engine(engine)
+        if read_pool is not None:
+            await read_pool.start()
         # Sessions publish their events and wake the mail worker after commit.
         factory = make_session_factory(engine, **{BROKER_INFO: broker, WAKE_INFO: mail_worker.wake,
-                                                  WRITER_INFO: audit_writer})
+                                                  WRITER_INFO: audit_writer,
+                                                  SESSION_CACHE_INFO: session_cache,
+                                                  **({READ_POOL_INFO: read_pool} if read_pool else {})})
         mail_worker.start(factory)
         app.state.deps = Deps(settings=settings, session_factory=factory, broker=broker,
                               mailer=mailer, mail_worker=mail_worker)
@@ -138,8 +151,11 @@ def create_app(settings: Settings, *, web_dir: Path | None = None) -> Starlette:
             await app.state.visits.close()
             await app.state.chat.close()
             await app.state.realtime.close()
+            await session_cache.close()
             await broker.close()
             await audit_writer.aclose()
+            if read_pool is not None:
+                await read_pool.close()
             await engine.dispose()
 
     routes = _routes()

@@ -93,6 +93,35 @@ class Settings(BaseSettings):
     #: A claimed mail whose sender vanished (a crashed instance) is claimable again after this.
     mail_claim_seconds: float = Field(default=300.0, gt=0)
 
+    # --- visits ---
+    #: How long a visit's invitation link for a guest (an interpreter, a family member)
+    #: may be redeemed, in minutes; a guest's session lasts while the visit is open.
+    visit_invite_ttl_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+
+    # --- messaging ---
+    #: Messages a person may send per second, on average, per instance ...
+    chat_messages_per_second: float = Field(default=2.0, gt=0)
+    #: ... with bursts up to this many (a pasted list, a quick back-and-forth).
+    chat_burst: float = Field(default=20.0, ge=1)
+    #: Conversations one socket may follow live at once.
+    chat_follows_per_socket: int = Field(default=20, ge=1)
+    #: A person is told a new message is waiting (``chat.unread`` on their user channel)
+    #: at most once per conversation in this many seconds; the last count always follows.
+    chat_unread_notice_seconds: float = Field(default=1.0, ge=0)
+    #: What the compose page says about replies and emergencies.
+    chat_reply_time: str = "within 2 business days"
+    chat_emergency_number: str = "911"
+    #: Largest file a message may carry (images: PNG, JPEG, GIF, WebP; PDF), in bytes.
+    chat_attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    #: An upload no message carries is deleted after this many hours.
+    chat_attachment_unused_hours: float = Field(default=24.0, gt=0)
+    #: A new message for someone with no open page is told by email/SMS (their
+    #: ``new_messages`` choice) after this many seconds, one notice per burst.
+    chat_notice_delay_seconds: float = Field(default=120.0, gt=0)
+    #: How often an instance confirms in the database who has a page open on it
+    #: (a crashed instance's claims expire after three of these).
+    presence_heartbeat_seconds: float = Field(default=15.0, gt=0)
+
     @field_validator("stun_urls", "turn_urls", mode="before")
     @classmethod
     def _split_urls(cls, value: object) -> object:

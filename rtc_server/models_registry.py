@@ -20,6 +20,7 @@ TABLE_MODULES = (
     "rtc_server.portal.records.models",
     "rtc_server.rooms.models",
     "rtc_server.chat.models",
+    "rtc_server.jobs.models",
 )
 
 

@@ -31,7 +31,7 @@ from rtc_server.auth import login, mfa, throttle
 from rtc_server.auth.accounts import normalize_username
 from rtc_server.auth.actor import Actor
 from rtc_server.auth.models import Role, User, UserStatus
-from rtc_server.auth.sessions import end_user_sessions
+from rtc_server.auth.sessions import end_user_sessions, sessions_changed
 from rtc_server.config import Settings
 from rtc_server.db import as_utc
 from rtc_server.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
@@ -195,7 +195,7 @@ async def list_users(db: AsyncSession, actor: Actor, query: UserQuery) -> UserPa
     """Accounts newest first, ``query.limit`` at a time; pass ``next_before_id``
     back as ``before_id`` for the next page. Audited as ``user.search``."""
     _require_admin(actor, "user.search")
-    stmt = select(User)
+    stmt = select(User).where(col(User.role) != Role.guest)  # visit guests are not clinic accounts
     if query.role is not None:
         stmt = stmt.where(col(User.role) == query.role)
     if query.q is not None:
@@ -211,6 +211,8 @@ async def list_users(db: AsyncSession, actor: Actor, query: UserQuery) -> UserPa
 
 
 def _role_problem(user: User, role: Role) -> str | None:
+    if Role.guest in (role, user.role):
+        return "Guest accounts come only from visit invitations; their role cannot change."
     if role == Role.patient and user.patient_id is None:
         return "Only an account linked to a patient record can have the patient role."
     if role != Role.patient and user.patient_id is not None:
@@ -332,6 +334,8 @@ async def change_role(
         # A session opened without two-factor must not carry the new role's powers
         # (its sockets close at once).
         await end_user_sessions(db, user_id)
+    else:  # the sessions stand with the new role: every instance re-reads them
+        sessions_changed(db, user_id)
     await _record_user_action(db, actor, "role.change", resource)
     await db.commit()
     await db.refresh(user)

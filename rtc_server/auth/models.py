@@ -15,6 +15,8 @@ class Role(enum.StrEnum):
     provider = "provider"
     staff = "staff"
     admin = "admin"
+    #: A visit's invited guest (rooms.guests): no sign-in, no session; reaches one visit only.
+    guest = "guest"
 
 
 class UserStatus(enum.StrEnum):

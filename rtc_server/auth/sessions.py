@@ -7,13 +7,21 @@ itself is set by the transport (``auth.cookies``).
 Ending sessions announces ``{"kind": "session_check"}`` on ``user:<id>``
 after the commit (``notify.events``), so every path that ends a session
 (log-out, sign-in replacing a session, password change or reset, two-factor
-on, role change, "end this session") closes that user's sockets at once.
+on, role change, "end this session") closes that user's sockets at once, and
+every instance's ``SessionCache`` forgets that user's sessions
+(``sessions_changed``; a change to what a session may do without ending it,
+such as a role change, calls it too).
+
+The per-request check (``session_actor``) first asks the instance's
+``SessionCache`` (``auth.session_cache``: why trusting it is safe), then the
+database.
 """
 
 from __future__ import annotations
 
 import functools
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,13 +29,17 @@ from sqlalchemy import String, bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rtc_server.audit_writer import WRITER_INFO
+from rtc_server.audit_writer import WRITER_INFO, AuditWriter
 from rtc_server.auth.actor import Actor, RequestMeta
 from rtc_server.auth.models import AuthSession, Role, SessionStage, User
+from rtc_server.auth.session_cache import SessionCache
 from rtc_server.auth.tokens import new_token, token_hash
 from rtc_server.config import Settings
-from rtc_server.db import as_utc, utcnow
+from rtc_server.db import after_commit, as_utc, utcnow
 from rtc_server.notify.events import SESSION_CHECK_EVENT, announce, user_channel
+
+#: ``make_session_factory(engine, **{SESSION_CACHE_INFO: cache})``: the instance's ``SessionCache``.
+SESSION_CACHE_INFO = "rtc.session_cache"
 
 #: Don't write last_seen_at more often than this (one UPDATE per request is waste).
 TOUCH_EVERY = timedelta(seconds=15)
@@ -117,32 +129,75 @@ def _touch_query() -> Any:
 
 
 async def session_actor(
-    db: AsyncSession, token: str | None, settings: Settings, request_meta: RequestMeta,
-    *, touch: bool = True,
+    db: AsyncSession | Callable[[], AsyncSession], token: str | None, settings: Settings,
+    request_meta: RequestMeta, *, touch: bool = True, cache: SessionCache | None = None,
+    writer: AuditWriter | None = None,
 ) -> Actor | None:
-    """``load_session``'s rules in one SELECT of plain columns (the per-request
-    check of every API route): the actor of the live session for a cookie token,
-    or None. Activity is written at most every ``TOUCH_EVERY`` and committed at once."""
+    """``load_session``'s rules on plain columns (the per-request check of every
+    API route): the actor of the live session for a cookie token, or None.
+
+    The row comes from ``cache`` (default: the one in ``db.info``) when it may be
+    believed, else from one SELECT. Activity is written at most every
+    ``TOUCH_EVERY`` and committed before this returns (through ``writer``, default:
+    the one in ``db.info``, batched with other requests' writes). ``db`` may be a
+    function that opens the session: it is called only if the database is needed."""
     if not token or len(token) > 128:
         return None
-    # Core on the session's connection: plain columns need none of the ORM's execution path.
-    conn = await db.connection()
-    row = (await conn.execute(_actor_query(), {"token_hash": token_hash(token)})).first()
+    if callable(db):
+        opened: Callable[[], AsyncSession] = db
+    else:
+        session = db
+
+        def opened() -> AsyncSession:
+            return session
+
+        if cache is None:
+            cache = session.info.get(SESSION_CACHE_INFO)
+    session_id = token_hash(token)
     now = utcnow()
-    if row is None or row.status != "active" or not is_live(row, settings, now):  # type: ignore[arg-type]
-        return None
+    row: Any = cache.get(session_id) if cache is not None else None
+    read_db = False
+    if row is None or row.status != "active" or not is_live(row, settings, now):
+        # Core on the session's connection: plain columns need none of the ORM's execution path.
+        ticket = cache.ticket() if cache is not None else None
+        read_db = True
+        conn = await opened().connection()
+        row = (await conn.execute(_actor_query(), {"token_hash": session_id})).first()
+        if row is None or row.status != "active" or not is_live(row, settings, now):
+            return None
+        if cache is not None and ticket is not None:
+            cache.put(ticket, row, last_seen_at=as_utc(row.last_seen_at))  # type: ignore[arg-type]
     last_seen = as_utc(row.last_seen_at)
     if touch and last_seen is not None and now - last_seen > TOUCH_EVERY:
-        writer = db.info.get(WRITER_INFO)
+        if writer is None:
+            writer = opened().info.get(WRITER_INFO)
         if writer is not None and writer.running:  # batched with other requests' writes
-            await db.rollback()  # nothing written: hand the connection back while waiting
+            if read_db or not callable(db):
+                await opened().rollback()  # nothing written: hand the connection back while waiting
             await writer.touch(row.id, now)
         else:
+            db = opened()
             await db.exec(_touch_query(), params={"session_id": row.id, "now": now})  # type: ignore[call-overload]
             await db.commit()
+        if cache is not None:
+            cache.touched(row.id, now)
     return Actor(user_id=row.user_id, username=row.username, role=Role(row.role),
                  patient_id=row.patient_id, session_id=row.id, stage=SessionStage(row.stage),
                  meta=request_meta)
+
+
+def sessions_changed(db: AsyncSession, user_id: int) -> None:
+    """After ``db`` commits, tell every instance that ``user_id``'s sessions
+    changed (ended, or now allow something else): their sockets re-check, and
+    each instance's ``SessionCache`` forgets them (this one at once, the others
+    when the broker's event arrives)."""
+    cache = db.info.get(SESSION_CACHE_INFO)
+    if cache is not None:
+        async def drop() -> None:
+            cache.drop_user(user_id)
+
+        after_commit(db, drop)
+    announce(db, user_channel(user_id), SESSION_CHECK_EVENT)
 
 
 async def end_session(db: AsyncSession, session_id: str) -> None:
@@ -155,7 +210,7 @@ async def end_session(db: AsyncSession, session_id: str) -> None:
         .execution_options(synchronize_session=False)
     )
     for user_id in set(result.scalars().all()):
-        announce(db, user_channel(user_id), SESSION_CHECK_EVENT)
+        sessions_changed(db, user_id)
 
 
 async def end_user_sessions(db: AsyncSession, user_id: int, *, keep: str | None = None) -> None:
@@ -169,4 +224,4 @@ async def end_user_sessions(db: AsyncSession, user_id: int, *, keep: str | None 
     await db.exec(  # type: ignore[call-overload]
         stmt.values(ended_at=utcnow()).execution_options(synchronize_session=False)
     )
-    announce(db, user_channel(user_id), SESSION_CHECK_EVENT)
+    sessions_changed(db, user_id)

@@ -47,9 +47,13 @@ class ConversationAccess:
     primary_practitioner_id: int | None
     status: str
     last_seq: int = 0
+    #: Set for a video visit's in-call chat, which only the visit API reaches (``rooms.visitchat``).
+    visit_id: int | None = None
 
 
 def may_access(who: Who, conv: ConversationAccess) -> bool:
+    if conv.visit_id is not None:  # a visit's chat: its admitted participants, through the visit API
+        return False
     if who.role == Role.patient:
         return who.patient_id is not None and who.patient_id == conv.patient_id
     if who.role == Role.staff:
@@ -72,7 +76,8 @@ async def who_is(db: AsyncSession, actor: Actor) -> Who:
 async def load_access(db: AsyncSession, conversation_id: int) -> ConversationAccess | None:
     c, p = Conversation.__table__.c, Patient.__table__.c  # type: ignore[attr-defined]
     row = (await db.exec(
-        select(c.id, c.patient_id, c.routed_to_id, p.primary_practitioner_id, c.status, c.last_seq)
+        select(c.id, c.patient_id, c.routed_to_id, p.primary_practitioner_id, c.status, c.last_seq,
+               c.visit_id)
         .join(Patient.__table__, p.id == c.patient_id)  # type: ignore[attr-defined]
         .where(c.id == conversation_id)
     )).first()

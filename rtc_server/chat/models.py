@@ -12,7 +12,18 @@
   follows the care-team rule in ``chat.access``, not these rows.
 - ``Message``: append-only; part of the record (patients archive, never delete).
   UNIQUE(sender_id, client_id) makes a resend a no-op, UNIQUE(conversation_id,
-  seq) makes a duplicate or reordered sequence impossible.
+  seq) makes a duplicate or reordered sequence impossible. ``attachments`` is
+  the JSON list of the files it carries (id, name, type, size), written with
+  the message (migration 0010): delivery reads one row per message, and a
+  message never changes.
+- ``Attachment``: an uploaded file (image or PDF, type judged by its bytes),
+  stored under ``data_dir/attachments/<key>`` (a random name, never the
+  user's). Owned by its uploader until a message carries it
+  (``message_id``); from then on the conversation's care-team rule decides
+  who may download it. Unused uploads are swept after a while.
+- ``Conversation.refill_request_id``: a ``refill`` conversation started with
+  the structured refill form carries its request (shown as a card with the
+  request's live status).
 
 Categories and states are stored as short strings (no database enum types:
 adding a category is then a code change, not a migration).
@@ -39,6 +50,8 @@ class Category(enum.StrEnum):
     appointment = "appointment"
     billing = "billing"
     other = "other"
+    #: A video visit's in-call chat (``rooms.visitchat``; ``Conversation.visit_id`` set).
+    visit = "visit"
 
 
 class Status(enum.StrEnum):
@@ -73,6 +86,14 @@ class Conversation(SQLModel, table=True):
     last_seq: int = 0
     last_message_at: datetime | None = _ts(index=True)
     closed_at: datetime | None = _ts()
+    #: UNIQUE: one conversation per refill request.
+    refill_request_id: int | None = Field(default=None, sa_column=Column(
+        Integer, ForeignKey("refill_request.id", ondelete="SET NULL"), nullable=True, unique=True))
+    #: The video visit whose in-call chat this is (migration 0009). Such a conversation is
+    #: no inbox's: only the visit's admitted participants reach it, through the visit API.
+    visit_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("visit.id", ondelete="CASCADE"),
+                                       nullable=True, unique=True))
 
 
 class Member(SQLModel, table=True):
@@ -102,3 +123,22 @@ class Message(SQLModel, table=True):
     client_id: str = Field(max_length=CLIENT_ID_MAX)
     body: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime | None = _ts(nullable=False)
+    #: JSON list of ``{id, name, content_type, size}``; NULL for a text-only message.
+    attachments: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class Attachment(SQLModel, table=True):
+    __tablename__ = "chat_attachment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: The file's name on disk (random hex); never shown, never the user's name.
+    key: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    uploader_id: int = _fk("user_account", nullable=False)
+    conversation_id: int | None = _fk("chat_conversation")
+    message_id: int | None = _fk("chat_message")
+    #: The name the uploader gave it (shown as text, offered as the download's name).
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    #: Judged from the bytes (magic numbers), never from the client.
+    content_type: str = Field(sa_column=Column(String(64), nullable=False))
+    size: int
+    created_at: datetime | None = _ts(nullable=False, index=True)

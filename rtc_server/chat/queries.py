@@ -4,6 +4,7 @@ beyond the care-team filter (``visible_to``); callers check and audit."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from rtc_server.auth.models import Role, User
 from rtc_server.chat.access import Who
 from rtc_server.chat.models import Conversation, Member, Message
 from rtc_server.chat.shapes import (
+    AttachmentOut,
     ConversationOut,
     ConversationSummary,
     MemberOut,
@@ -23,6 +25,9 @@ from rtc_server.chat.shapes import (
     PersonRef,
     UnreadOut,
 )
+from rtc_server.portal.refills.models import RefillRequest
+from rtc_server.portal.refills.shapes import RefillOut
+from rtc_server.portal.refills.views import refills_out
 from rtc_server.records.models import Patient, Practitioner
 
 _C = Conversation.__table__.c  # type: ignore[attr-defined]
@@ -34,6 +39,10 @@ _U = User.__table__.c  # type: ignore[attr-defined]
 
 def visible_to(who: Who) -> ColumnElement[bool]:
     """The care-team rule (``access.may_access``) as a filter on conversations."""
+    return and_(_C.visit_id.is_(None), _visible_to(who))  # a visit's chat is in no inbox
+
+
+def _visible_to(who: Who) -> ColumnElement[bool]:
     if who.role == Role.patient:
         return _C.patient_id == who.patient_id if who.patient_id is not None else false()
     if who.role == Role.staff:
@@ -133,7 +142,7 @@ async def summary_of(db: AsyncSession, who: Who, conversation_id: int) -> Conver
 async def detail_of(db: AsyncSession, who: Who, conversation_id: int) -> ConversationOut:
     summary = await summary_of(db, who, conversation_id)
     times = (await db.exec(
-        select(_C.created_at, _C.closed_at).where(_C.id == conversation_id))).one()
+        select(_C.created_at, _C.closed_at, _C.refill_request_id).where(_C.id == conversation_id))).one()
     members = [
         MemberOut(user_id=r.user_id, name=r.display_name or r.username, role=Role(r.role),
                   last_read_seq=r.last_read_seq, last_delivered_seq=r.last_delivered_seq)
@@ -145,7 +154,19 @@ async def detail_of(db: AsyncSession, who: Who, conversation_id: int) -> Convers
         )).all()
     ]
     return ConversationOut(**summary.model_dump(), created_at=times[0], closed_at=times[1],
-                           members=members)
+                           members=members, refill=await _refill_of(db, times[2]))
+
+
+async def _refill_of(db: AsyncSession, refill_request_id: int | None) -> RefillOut | None:
+    """The carried refill request as the refill pages show it (the caller has
+    checked access to the conversation, whose patient it belongs to)."""
+    if refill_request_id is None:
+        return None
+    row = await db.get(RefillRequest, refill_request_id)
+    if row is None:
+        return None
+    [out] = await refills_out(db, [row])
+    return out
 
 
 async def message_page(
@@ -155,7 +176,7 @@ async def message_page(
     ``limit`` messages before ``before`` (default: the newest). Always in seq order."""
     base = (
         select(_MSG.id, _MSG.seq, _MSG.sender_id, _MSG.client_id, _MSG.body, _MSG.created_at,
-               _U.display_name, _U.username, _U.role)
+               _MSG.attachments, _U.display_name, _U.username, _U.role)
         .join(User.__table__, _U.id == _MSG.sender_id)  # type: ignore[arg-type]
         .where(_MSG.conversation_id == conversation_id)
     )
@@ -173,9 +194,15 @@ async def message_page(
     return MessagesOut(
         messages=[MessageOut(id=r.id, conversation_id=conversation_id, seq=r.seq, sender_id=r.sender_id,
                              sender_name=r.display_name or r.username, sender_role=Role(r.role),
-                             client_id=r.client_id, body=r.body, sent_at=r.created_at) for r in rows],
+                             client_id=r.client_id, body=r.body, sent_at=r.created_at,
+                             attachments=attachments_of(r.attachments)) for r in rows],
         last_seq=last_seq, more=more,
     )
+
+
+def attachments_of(stored: str | None) -> list[AttachmentOut]:
+    """A message's ``attachments`` column as the API shows it."""
+    return [AttachmentOut(**item) for item in json.loads(stored)] if stored else []
 
 
 async def practitioner_names(db: AsyncSession, ids: Sequence[int]) -> dict[int, str]:

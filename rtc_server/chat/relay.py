@@ -66,13 +66,15 @@ def _dumps(value: object) -> str:
 
 
 def message_frame(*, id: int, conversation_id: int, seq: int, sender_id: int, sender_role: str,
-                  client_id: str, body: str, sent_at: datetime) -> str:
+                  client_id: str, body: str, sent_at: datetime, attachments: str | None = None) -> str:
     """The ``message`` frame, encoded once for every socket that gets it. Only
     the text needs JSON escaping: ids are ints, the role and the client id
-    (letters, digits, ``_.:-``) and the ISO time need none."""
+    (letters, digits, ``_.:-``) and the ISO time need none. ``attachments`` is
+    the stored JSON list (written by us, so inserted as it is)."""
+    files = f',"attachments":{attachments}' if attachments else ""
     return (f'{{"type":"message","conversation_id":{conversation_id},"seq":{seq},"id":{id},'
             f'"sender_id":{sender_id},"sender_role":"{sender_role}","client_id":"{client_id}",'
-            f'"body":{_dumps(body)},"sent_at":"{sent_at.isoformat()}"}}')
+            f'"body":{_dumps(body)},"sent_at":"{sent_at.isoformat()}"{files}}}')
 
 
 @dataclass(slots=True)
@@ -391,13 +393,14 @@ class ChatRelay:
             self._deliver_page(cid, waiting, [self._cached(cid, row) for row in pages.get(cid, [])])
 
     def _cached(self, conversation_id: int, row: MessageRow) -> Cached:
-        mid, seq, sender_id, role, client_id, body, sent_at = row
+        mid, seq, sender_id, role, client_id, body, sent_at, attachments = row
         known = self.cache.get(conversation_id, seq)
         if known is not None:
             return known  # encoded already, and it knows the socket that sent it
         item = Cached(seq, message_frame(
             id=mid, conversation_id=conversation_id, seq=seq, sender_id=sender_id,
-            sender_role=str(Role(role)), client_id=client_id, body=body, sent_at=sent_at))
+            sender_role=str(Role(role)), client_id=client_id, body=body, sent_at=sent_at,
+            attachments=attachments))
         self.cache.put(conversation_id, item)
         return item
 

@@ -6,15 +6,18 @@ in ``service`` and ``manage``; frames of the live socket in ``ws``."""
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute
 
-from rtc_server.api import ApiRoute, Call, json_response
-from rtc_server.chat import manage, service
+from rtc_server.api import ApiRoute, Call, json_response, read_query
+from rtc_server.chat import attachments, manage, service
 from rtc_server.chat.models import Status
 from rtc_server.chat.runtime import ChatRuntime
 from rtc_server.chat.shapes import (
+    AttachmentOut,
     ComposeInfoOut,
     ConversationList,
     ConversationOut,
@@ -30,7 +33,9 @@ from rtc_server.chat.shapes import (
     StartedOut,
     StartIn,
     UnreadOut,
+    UploadQuery,
 )
+from rtc_server.errors import NotFound, RequestTimeout
 
 _REPLAYED = {"Idempotent-Replayed": "true"}
 
@@ -86,9 +91,15 @@ async def list_messages(call: Call) -> Response:
 async def send(call: Call) -> Response:
     """Send a message; answered once it is stored. A resend with the same
     ``client_id`` is not stored again: 200 with the first id and seq."""
-    stored = await service.post_message(
-        call.db, chat_of(call.request), call.actor, call.path_int(), body=call.body.body,
-        client_id=call.body.client_id, now=call.deps.clock())
+    data: SendIn = call.body
+    if data.attachments:
+        stored = await attachments.send_with_files(
+            call.db, chat_of(call.request), call.actor, call.path_int(), body=data.body,
+            client_id=data.client_id, attachment_ids=data.attachments, now=call.deps.clock())
+    else:
+        stored = await service.post_message(
+            call.db, chat_of(call.request), call.actor, call.path_int(), body=data.body,
+            client_id=data.client_id, now=call.deps.clock())
     out = service.sent_out(stored)
     return json_response(out, 201) if stored.created else json_response(out, 200, _REPLAYED)
 
@@ -129,6 +140,50 @@ async def route(call: Call) -> Response:
         call.db, call.actor, call.path_int(), call.body.provider_id, now=call.deps.clock()))
 
 
+async def _read_file(request: Request, limit: int) -> bytes:
+    """The raw body, refused (413 naming ``file``) as soon as it passes ``limit``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise attachments.too_large(int(declared), limit)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(request.app.state.settings.body_timeout_seconds * 10):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise attachments.too_large(None, limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout() from None
+    return b"".join(chunks)
+
+
+async def upload(call: Call) -> Response:
+    """Upload a file (the raw bytes as the body; ``name`` in the query) to attach
+    to a message: PNG, JPEG, GIF, WebP or PDF, judged by its bytes."""
+    # The query is read here, not declared on the route: the route's body is the file.
+    q = read_query(call.request, UploadQuery)
+    await call.db.commit()  # no transaction open while the bytes arrive
+    limit = call.deps.settings.chat_attachment_max_bytes
+    data = await _read_file(call.request, limit)
+    return json_response(await attachments.upload(
+        call.db, chat_of(call.request), call.actor, name=q.name, data=data, max_bytes=limit,
+        now=call.deps.clock()), 201)
+
+
+async def download(call: Call) -> Response:
+    """Download an attached file (the conversation's members only; audited)."""
+    row, files = await attachments.download(call.db, chat_of(call.request), call.actor, call.path_int())
+    path = files.path(row.key)
+    if not await asyncio.to_thread(path.is_file):
+        raise NotFound("This file is no longer available.")
+    return FileResponse(path, media_type=row.content_type, filename=row.name,
+                        content_disposition_type="attachment", headers={
+                            "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store",
+                            "Content-Security-Policy": "default-src 'none'; sandbox"})
+
+
 _T = "messaging"
 _ONE = "/conversations/{id:int}"
 
@@ -142,6 +197,9 @@ routes: list[BaseRoute] = [
     ApiRoute("/conversations/unread", unread, methods=["GET"], response=UnreadOut, tag=_T),
     ApiRoute("/conversations/route-targets", route_targets, methods=["GET"], response=ProviderOut,
              response_list=True, tag=_T),
+    ApiRoute("/conversations/attachments", upload, methods=["POST"], response=AttachmentOut,
+             status_code=201, tag=_T),
+    ApiRoute("/conversations/attachments/{id:int}", download, methods=["GET"], tag=_T),
     ApiRoute(_ONE, get_conversation, methods=["GET"], response=ConversationOut, tag=_T),
     ApiRoute(_ONE + "/messages", list_messages, methods=["GET"], query=MessagesQuery,
              response=MessagesOut, tag=_T),

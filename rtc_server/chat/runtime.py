@@ -25,14 +25,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from rtc_server.broker.base import BrokerUnavailable, Event
-from rtc_server.chat.config import ChatLimits
+from rtc_server.chat.filelinks import sweep_unused, unused_cutoff
+from rtc_server.chat.files import AttachmentFiles
 from rtc_server.chat.notices import Coalescer
 from rtc_server.chat.relay import KIND_MESSAGE, Cached, ChatRelay, message_frame
 from rtc_server.chat.stores import open_reader, open_store
 from rtc_server.chat.writer import GroupWriter, Stored, checkpoint_forever
+from rtc_server.config import Settings
 from rtc_server.deps import Deps
+from rtc_server.jobs.digest import Digests
+from rtc_server.jobs.presence import PresenceBoard
 from rtc_server.notify.events import conversation_channel, user_channel
 from rtc_server.realtime import Hub, RealtimeLayer
 from rtc_server.realtime.ratelimit import TokenBucket
@@ -46,6 +51,26 @@ _BUCKETS_KEPT = 10_000
 _MEMBERS_KEPT = 100_000
 
 
+@dataclass(frozen=True, slots=True)
+class ChatLimits:
+    """Messaging's tunables (``RTC_CHAT_*`` in ``config.Settings``); tests swap
+    them on a running app (``app.state.chat.limits = ChatLimits(...)``)."""
+
+    messages_per_second: float = 2.0
+    burst: float = 20.0
+    follows_per_socket: int = 20
+    unread_notice_seconds: float = 1.0
+    reply_time: str = "within 2 business days"
+    emergency_number: str = "911"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChatLimits:
+        return cls(messages_per_second=settings.chat_messages_per_second, burst=settings.chat_burst,
+                   follows_per_socket=settings.chat_follows_per_socket,
+                   unread_notice_seconds=settings.chat_unread_notice_seconds,
+                   reply_time=settings.chat_reply_time, emergency_number=settings.chat_emergency_number)
+
+
 class ChatRuntime:
     def __init__(self, deps: Deps, limits: ChatLimits | None = None, *, hub: Hub | None = None) -> None:
         self.deps = deps
@@ -54,13 +79,20 @@ class ChatRuntime:
         self.relay = ChatRelay(deps.broker, deps.session_factory, open_reader(url))
         self.writer = GroupWriter(open_store(url),
                                   after=self._after_store, clock=deps.clock)
-        self._limits = limits or ChatLimits()
+        self._limits = limits or ChatLimits.from_settings(deps.settings)
         self._buckets: dict[int, TokenBucket] = {}
         self._notices: Coalescer[tuple[int, int]] = Coalescer(self._limits.unread_notice_seconds)
         self._notice_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         #: (conversation, user) pairs known to have a member row (skips an upsert).
         self.members_known: set[tuple[int, int]] = set()
+        #: Attachment files (``data_dir/attachments``).
+        self.files = AttachmentFiles(deps.settings.data_dir / "attachments")
+        #: Who has a page open here (mirrored to the database), and the batched
+        #: email/SMS notices for those who have none anywhere.
+        self.presence = PresenceBoard(deps.session_factory, clock=deps.clock,
+                                      heartbeat=deps.settings.presence_heartbeat_seconds)
+        self.digests = Digests(deps.session_factory, deps.settings, self.presence, clock=deps.clock)
         #: The in-process broker: this instance is the only one.
         self._alone = deps.broker.kind == "memory"
 
@@ -77,13 +109,18 @@ class ChatRuntime:
     async def start(self) -> None:
         await self.relay.start()
         self.writer.start()
-        self._tasks = [asyncio.create_task(self._notices_forever(), name="chat-notices")]
+        self.presence.start()
+        self.digests.start()
+        self._tasks = [asyncio.create_task(self._notices_forever(), name="chat-notices"),
+                       asyncio.create_task(self._sweep_forever(), name="chat-sweep-uploads")]
         if self.deps.session_factory.kw["bind"].dialect.name == "sqlite":
             self._tasks.append(asyncio.create_task(
                 checkpoint_forever(self.deps.session_factory), name="chat-sqlite-checkpoints"))
 
     async def close(self) -> None:
         await self.writer.close()
+        await self.digests.close()
+        await self.presence.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -117,6 +154,11 @@ class ChatRuntime:
 
     # --- after a batch is stored -------------------------------------------------
 
+    async def stored_directly(self, stored: Stored, members: list[int]) -> None:
+        """A message committed outside the writer (one carrying attachments:
+        ``chat.attachments``): deliver and announce it as a batch would be."""
+        await self._after_store([stored], {stored.conversation_id: members})
+
     async def _after_store(self, created: list[Stored], members: dict[int, list[int]]) -> None:
         last: dict[int, int] = {}
         senders: dict[int, list[tuple[int, int]]] = {}
@@ -124,6 +166,7 @@ class ChatRuntime:
             self.relay.stored(s.conversation_id, Cached(s.seq, message_frame(
                 id=s.id, conversation_id=s.conversation_id, seq=s.seq, sender_id=s.sender_id,
                 sender_role=s.sender_role, client_id=s.client_id, body=s.body, sent_at=s.sent_at,
+                attachments=s.attachments,
             ), s.origin))
             last[s.conversation_id] = max(last.get(s.conversation_id, 0), s.seq)
             senders.setdefault(s.conversation_id, []).append((s.seq, s.sender_id))
@@ -134,10 +177,13 @@ class ChatRuntime:
         ]
         now = asyncio.get_running_loop().time()
         held = False
+        waiting: set[int] = set()
         for cid, user_ids in members.items():
             sent = senders.get(cid, ())
             for user_id in user_ids:
                 seq = max((q for q, sender in sent if sender != user_id), default=0)
+                if seq:
+                    waiting.add(user_id)
                 if not seq or self._watching(user_id, cid):
                     continue
                 if self._notices.offer((user_id, cid), seq, now):
@@ -146,6 +192,8 @@ class ChatRuntime:
                     held = True
         if held:
             self._notice_wake.set()
+        if waiting:
+            self.digests.offer(waiting, min(s.sent_at for s in created))
         if events:
             await self.publish(events)
 
@@ -198,6 +246,21 @@ class ChatRuntime:
             if due:
                 await self.publish([(user_channel(user_id), _unread(cid, seq))
                                     for (user_id, cid), seq in due])
+
+
+    async def _sweep_forever(self) -> None:
+        """Delete uploads no message took within ``chat_attachment_unused_hours``
+        (any instance may; the delete decides which rows are gone)."""
+        hours = self.deps.settings.chat_attachment_unused_hours
+        every = min(3600.0, max(1.0, hours * 3600 / 4))
+        while True:
+            await asyncio.sleep(every)
+            try:
+                async with self.deps.session_factory() as db:
+                    await sweep_unused(db, self.files,
+                                       older_than=unused_cutoff(self.deps.clock(), hours))
+            except Exception as exc:  # the next round tries again
+                log.warning("chat: sweeping unused uploads failed (%s)", type(exc).__name__)
 
 
 def _unread(conversation_id: int, seq: int) -> Event:

@@ -32,6 +32,8 @@ from rtc_server.auth.actor import Actor
 from rtc_server.auth.models import Role, User
 from rtc_server.chat import queries
 from rtc_server.chat.access import ConversationAccess, Who, is_open, require_access, who_is
+from rtc_server.chat.filelinks import attach, link
+from rtc_server.chat.files import ACCEPTED_TYPES
 from rtc_server.chat.models import Category, Conversation, Member, Message, Status
 from rtc_server.chat.relay import KIND_DELIVERED, KIND_READ, KIND_TYPING
 from rtc_server.chat.runtime import KIND_UNREAD, ChatRuntime
@@ -51,6 +53,8 @@ from rtc_server.chat.shapes import (
 from rtc_server.chat.writer import Draft, Stored
 from rtc_server.errors import Conflict, InvalidInput, NotFound, RateLimited
 from rtc_server.notify.events import announce, conversation_channel, user_channel
+from rtc_server.portal.appointments.events import STAFF_CHANNEL
+from rtc_server.portal.refills.models import RefillRequest
 from rtc_server.records.models import Patient
 
 KIND_CONVERSATION = "chat.conversation"
@@ -80,6 +84,8 @@ def compose_info(chat: ChatRuntime) -> ComposeInfoOut:
         emergency_notice=(f"Messaging is not for emergencies. If you have a medical emergency, "
                           f"call {limits.emergency_number} or go to the nearest emergency room."),
         emergency_number=limits.emergency_number, max_chars=MAX_BODY_CHARS,
+        attachment_max_bytes=chat.deps.settings.chat_attachment_max_bytes,
+        attachment_types=list(ACCEPTED_TYPES),
     )
 
 
@@ -143,20 +149,33 @@ async def start_conversation(
         raise NotFound()
     if not chat.allow_message(actor.user_id):
         raise RateLimited("You are sending messages too quickly; wait a moment.", retry_after=2)
+    refill_id = await _carried_refill(db, actor, data, patient.id)  # type: ignore[arg-type]
     routed = who.practitioner_id if who.role == Role.provider else patient.primary_practitioner_id
+    if refill_id is not None:
+        routed = (await db.get(RefillRequest, refill_id)).practitioner_id or routed  # type: ignore[union-attr]
     conv = Conversation(
+        refill_request_id=refill_id,
         patient_id=patient.id, provider_id=patient.primary_practitioner_id, routed_to_id=routed,  # type: ignore[arg-type]
         category=data.category, subject=data.subject, status=Status.open, created_by=actor.user_id,
         created_at=now, last_seq=1, last_message_at=now,
     )
     db.add(conv)
-    await db.flush()
+    try:
+        await db.flush()
+    except IntegrityError:  # another conversation took the refill request first
+        await db.rollback()
+        raise Conflict("This refill request already has its conversation.",
+                       code="refill_has_conversation") from None
     assert conv.id is not None
     message = Message(conversation_id=conv.id, seq=1, sender_id=actor.user_id,
-                      client_id=data.client_id, body=data.body, created_at=now)
+                      client_id=data.client_id, body=data.body, created_at=now,
+                      attachments=await attach(db, actor.user_id, data.attachments))
     db.add(message)
     try:
         await db.flush()
+        if data.attachments:
+            assert message.id is not None
+            await link(db, actor.user_id, data.attachments, conversation_id=conv.id, message_id=message.id)
     except IntegrityError:  # the same client_id raced in on another request
         await db.rollback()
         earlier = await _earlier_start(db, who, data.client_id)
@@ -175,15 +194,35 @@ async def start_conversation(
         await ensure_member(db, conv.id, uid, now)
     await audit_conversation(db, actor, "chat.start", conv.id, patient.id)
     _announce_to(db, sorted(members), {"kind": KIND_CONVERSATION, "conversation_id": conv.id})
+    # The clinic's inboxes (staff see every conversation) show it at once.
+    announce(db, STAFF_CHANNEL, {"kind": KIND_CONVERSATION, "conversation_id": conv.id})
     _announce_to(db, sorted(members), {"kind": KIND_UNREAD, "conversation_id": conv.id, "seq": 1},
                  skip=actor.user_id)
     await db.commit()
     for uid in members:
         chat.remember_member(conv.id, uid)
+    chat.digests.offer(members - {actor.user_id}, now)
     detail = await queries.detail_of(db, who, conv.id)
     assert message.id is not None
     return StartedOut(conversation=detail, message=SentOut(
         id=message.id, conversation_id=conv.id, seq=1, client_id=data.client_id, sent_at=now)), True
+
+
+async def _carried_refill(db: AsyncSession, actor: Actor, data: StartIn, patient_id: int) -> int | None:
+    """The refill request a new ``refill`` conversation carries: the patient's
+    own (someone else's looks absent: 404, audited), not already carried by
+    another conversation (409 ``refill_has_conversation``)."""
+    if data.refill_request_id is None:
+        return None
+    if data.category != Category.refill:
+        raise InvalidInput("category", "A refill request goes in a prescription refill conversation.")
+    row = await db.get(RefillRequest, data.refill_request_id)
+    actor.require(row is not None and row.patient_id == patient_id, action="chat.start",
+                  resource=f"refill:{data.refill_request_id}", patient_id=patient_id, error=NotFound())
+    taken = (await db.exec(select(_C.id).where(_C.refill_request_id == data.refill_request_id))).first()
+    if taken is not None:
+        raise Conflict("This refill request already has its conversation.", code="refill_has_conversation")
+    return data.refill_request_id
 
 
 async def _earlier_start(db: AsyncSession, who: Who, client_id: str) -> StartedOut | None:

@@ -7,10 +7,11 @@ import re
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from rtc_server.auth.models import Role
 from rtc_server.chat.models import CLIENT_ID_MAX, SUBJECT_MAX, Category, Status
+from rtc_server.portal.refills.shapes import RefillOut
 from rtc_server.types import DbId
 
 #: Longest message, in characters. Longer text gets a 422 (HTTP) or a
@@ -50,6 +51,16 @@ Body = Annotated[str, Field(max_length=MAX_BODY_CHARS * 4), AfterValidator(check
 ClientId = Annotated[str, Field(min_length=1, max_length=CLIENT_ID_MAX, pattern=_CLIENT_ID)]
 Subject = Annotated[str, Field(max_length=SUBJECT_MAX * 2), AfterValidator(_subject)]
 Seq = Annotated[int, Field(ge=0, le=2**31 - 1)]
+#: Files one message may carry at most.
+MAX_ATTACHMENTS = 5
+#: Uploads a message carries (ids from ``POST /conversations/attachments``).
+AttachmentIds = Annotated[list[DbId], Field(default_factory=list, max_length=MAX_ATTACHMENTS)]
+
+
+def _text_or_files(body: str, attachments: list[int]) -> None:
+    """A message with files may have no text; otherwise the text rule applies."""
+    if body or not attachments:
+        check_body(body)
 
 
 # --- input -----------------------------------------------------------------------
@@ -61,11 +72,27 @@ class StartIn(BaseModel):
     client_id: ClientId
     #: Providers and staff start a conversation with a patient; patients leave it out.
     patient_id: DbId | None = None
+    attachments: AttachmentIds
+    #: A ``refill`` conversation may carry the patient's refill request (made first
+    #: with ``POST /refills``): the thread then shows it with its live status.
+    refill_request_id: DbId | None = None
 
 
 class SendIn(BaseModel):
-    body: Body
+    #: The text; may be empty when the message carries attachments.
+    body: Annotated[str, Field(max_length=MAX_BODY_CHARS * 4)] = ""
     client_id: ClientId
+    attachments: AttachmentIds
+
+    @model_validator(mode="after")
+    def _needs_text_or_files(self) -> SendIn:
+        try:
+            _text_or_files(self.body, self.attachments)
+        except ValueError as exc:
+            from pydantic_core import PydanticCustomError
+
+            raise PydanticCustomError("body", str(exc)) from None
+        return self
 
 
 class ReadIn(BaseModel):
@@ -76,6 +103,11 @@ class ReadIn(BaseModel):
 class RouteIn(BaseModel):
     #: The practitioner (provider) who should answer from now on.
     provider_id: DbId
+
+
+class UploadQuery(BaseModel):
+    #: The file's name as the uploader knows it (shown as text; never used on disk).
+    name: Annotated[str, Field(min_length=1, max_length=255)]
 
 
 class ListQuery(BaseModel):
@@ -136,6 +168,18 @@ class ConversationOut(ConversationSummary):
     created_at: datetime
     closed_at: datetime | None
     members: list[MemberOut]
+    #: The refill request this conversation carries, as it stands now.
+    refill: RefillOut | None = None
+
+
+class AttachmentOut(BaseModel):
+    """An uploaded file as pages see it; ``name`` is text (the uploader's name
+    for it, with an extension that matches its bytes)."""
+
+    id: int
+    name: str
+    content_type: str
+    size: int
 
 
 class MessageOut(BaseModel):
@@ -148,6 +192,7 @@ class MessageOut(BaseModel):
     client_id: str
     body: str
     sent_at: datetime
+    attachments: list[AttachmentOut] = []
 
 
 class MessagesOut(BaseModel):
@@ -194,6 +239,9 @@ class ComposeInfoOut(BaseModel):
     emergency_notice: str
     emergency_number: str
     max_chars: int
+    #: The largest file a message may carry, in bytes, and the kinds accepted.
+    attachment_max_bytes: int
+    attachment_types: list[str]
 
 
 class ProviderOut(BaseModel):

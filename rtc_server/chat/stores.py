@@ -248,8 +248,8 @@ class PostgresStore:
 
 # --- reading messages for delivery --------------------------------------------------------
 
-#: (id, seq, sender_id, sender_role, client_id, body, sent_at), in seq order.
-MessageRow = tuple[int, int, int, str, str, str, datetime]
+#: (id, seq, sender_id, sender_role, client_id, body, sent_at, attachments JSON), in seq order.
+MessageRow = tuple[int, int, int, str, str, str, datetime, str | None]
 
 
 class Reader(Protocol):
@@ -268,7 +268,8 @@ def open_reader(database_url: str) -> Reader:
     return PostgresReader(url.set(drivername="postgresql").render_as_string(hide_password=False))
 
 
-_SQLITE_PAGE = ("SELECT m.id, m.seq, m.sender_id, u.role, m.client_id, m.body, m.created_at "
+_SQLITE_PAGE = ("SELECT m.id, m.seq, m.sender_id, u.role, m.client_id, m.body, m.created_at, "
+                "m.attachments "
                 "FROM chat_message m JOIN user_account u ON u.id = m.sender_id "
                 "WHERE m.conversation_id = ? AND m.seq > ? ORDER BY m.seq LIMIT ?")
 
@@ -289,7 +290,7 @@ class SqliteReader:
             if self._conn is None:
                 self._conn = sqlite3.connect(self._path, timeout=10, isolation_level=None)
                 self._conn.execute("PRAGMA busy_timeout=10000")
-            return {cid: [(r[0], r[1], r[2], r[3], r[4], r[5], _aware(r[6]))
+            return {cid: [(r[0], r[1], r[2], r[3], r[4], r[5], _aware(r[6]), r[7])
                           for r in self._conn.execute(_SQLITE_PAGE, (cid, after, limit))]
                     for cid, after in wanted}
         except sqlite3.OperationalError as exc:
@@ -305,9 +306,9 @@ class SqliteReader:
         self._thread.shutdown(wait=True)
 
 
-_PG_PAGES = ("SELECT k.c, m.id, m.seq, m.sender_id, u.role, m.client_id, m.body, m.created_at "
-             "FROM unnest($1::int[], $2::int[]) AS k(c, after) CROSS JOIN LATERAL ("
-             " SELECT id, seq, sender_id, client_id, body, created_at FROM chat_message"
+_PG_PAGES = ("SELECT k.c, m.id, m.seq, m.sender_id, u.role, m.client_id, m.body, m.created_at, "
+             "m.attachments FROM unnest($1::int[], $2::int[]) AS k(c, after) CROSS JOIN LATERAL ("
+             " SELECT id, seq, sender_id, client_id, body, created_at, attachments FROM chat_message"
              " WHERE conversation_id = k.c AND seq > k.after ORDER BY seq LIMIT $3) AS m "
              "JOIN user_account u ON u.id = m.sender_id ORDER BY k.c, m.seq")
 
@@ -331,7 +332,7 @@ class PostgresReader:
             raise StoreUnavailable(type(exc).__name__) from exc
         out: dict[int, list[MessageRow]] = {cid: [] for cid, _ in wanted}
         for r in rows:
-            out[r[0]].append((r[1], r[2], r[3], r[4], r[5], r[6], r[7]))
+            out[r[0]].append((r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]))
         return out
 
     async def close(self) -> None:

@@ -102,6 +102,8 @@ class Stored(NamedTuple):
     created: bool
     sender_role: str = ""
     origin: object | None = None
+    #: The files it carries (JSON, as stored), for messages stored with attachments.
+    attachments: str | None = None
 
 
 Outcome = Stored | DomainError

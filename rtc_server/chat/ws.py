@@ -16,6 +16,9 @@ the socket follows.
   the messages after ``since``, in order, then ``live``, then live messages.
 - ``leave``, ``read``, ``delivered``, ``typing``: as named.
 
+Every open socket counts as an open page for the batched email/SMS notices
+(``jobs.presence``): reported when its channels are joined, and when it ends.
+
 Errors keep the socket open unless ``ws_errors`` says otherwise; nothing is
 stored for a refused frame. Message text never reaches a log.
 """
@@ -23,14 +26,18 @@ stored for a refused frame. Message text never reaches a log.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from starlette.websockets import WebSocket
 
+from rtc_server.auth.actor import Actor
 from rtc_server.chat import service
 from rtc_server.chat.frames import (
     CHAT_FRAMES,
@@ -178,16 +185,54 @@ class _Frames:
         return self._base.validate_json(text)
 
 
+@dataclass(slots=True)
+class _Socket:
+    """The socket ``serve`` is running for (a context variable: ``channels`` gets
+    only the actor, and runs in ``serve``'s task)."""
+
+    ws: WebSocket
+    user_id: int | None = None
+
+
+_SERVING: contextvars.ContextVar[_Socket | None] = contextvars.ContextVar("chat_socket", default=None)
+
+
+def _presence_of(ws: WebSocket) -> Any:
+    chat: ChatRuntime | None = getattr(ws.app.state, "chat", None)
+    return chat.presence if chat is not None else None
+
+
 class ChatEndpoint(Endpoint):
-    """An endpoint that also carries chat; forgets a socket's chat state when it closes."""
+    """An endpoint that also carries chat; forgets a socket's chat state when it
+    closes, and counts it as an open page while it is open."""
 
     async def serve(self, ws: WebSocket) -> None:
+        me = _Socket(ws)
+        token = _SERVING.set(me)
         try:
             await super().serve(ws)
         finally:
+            _SERVING.reset(token)
             chat: ChatRuntime | None = getattr(ws.app.state, "chat", None)
             if chat is not None:
                 chat.relay.forget_ws(ws)
+                if me.user_id is not None:
+                    chat.presence.closed(me.user_id)
+
+
+def _counted(channels: Any) -> Any:
+    """``channels`` that also reports the socket's user as present (once per socket)."""
+
+    def wrapped(actor: Actor) -> Iterable[str]:
+        me = _SERVING.get()
+        if me is not None and me.user_id is None:
+            presence = _presence_of(me.ws)
+            if presence is not None:
+                me.user_id = actor.user_id
+                presence.opened(actor.user_id)
+        return channels(actor)
+
+    return wrapped
 
 
 def with_chat(base: Endpoint) -> ChatEndpoint:
@@ -205,7 +250,7 @@ def with_chat(base: Endpoint) -> ChatEndpoint:
             await base.on_frame(conn, frame)
 
     return ChatEndpoint(
-        base.path, frames=_Frames(base.frames), on_frame=on_frame, channels=base.channels,  # type: ignore[arg-type]
+        base.path, frames=_Frames(base.frames), on_frame=on_frame, channels=_counted(base.channels),  # type: ignore[arg-type]
         max_frame_bytes=max(base.max_frame_bytes, MAX_FRAME_BYTES),
         frames_per_second=max(base.frames_per_second, FRAMES_PER_SECOND),
     )

@@ -1,5 +1,7 @@
 """Virtual visits: the visit and its participants, the provider's waiting room,
-admission, TURN credentials, the device check and the waiting-room displays.
+admission, TURN credentials, the device check and the waiting-room displays;
+guests invited by link (``guests.py``) and the in-visit chat on the messaging
+machinery (``visitchat.py``).
 
 Layers as everywhere: ``routes.py`` (HTTP) → ``service.py`` (rules, audit,
 ``announce``) → ``models.py``; ``lobby.py`` holds the waiting room, admission

@@ -77,6 +77,14 @@ async def patient_names(db: AsyncSession, ids: Iterable[int]) -> dict[int, str]:
     return {pid: f"{given} {family}".strip() for pid, given, family in rows}
 
 
+def shown_to(viewer_role: str, role: str, name: str) -> str:
+    """How a participant's name is shown to a viewer: a guest sees the patient's
+    first name only (they take part in the call, not in the record)."""
+    if viewer_role == ParticipantRole.guest and role == ParticipantRole.patient:
+        return name.split(" ", 1)[0] or "Patient"
+    return name
+
+
 def practitioner_name(names: dict[int, str], practitioner_id: int) -> str:
     return names.get(practitioner_id) or "Your provider"
 

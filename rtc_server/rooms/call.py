@@ -22,7 +22,7 @@ from rtc_server import audit
 from rtc_server.auth.actor import Actor
 from rtc_server.errors import Conflict
 from rtc_server.rooms import events
-from rtc_server.rooms.access import participant_names, visit_role
+from rtc_server.rooms.access import participant_names, shown_to, visit_role
 from rtc_server.rooms.lobby import CallRoom, Member, may_join_call
 from rtc_server.rooms.models import Participant, ParticipantRole, ParticipantState, Visit, VisitStatus
 from rtc_server.rooms.service import ensure_host
@@ -95,20 +95,20 @@ async def join_call(db: AsyncSession, actor: Actor, visit_id: int, peer: str,
         resource=f"visit:{visit.id}", request_id=actor.meta.request_id, ip=actor.meta.ip,
     )
     await db.commit()
-    others = await _peers(db, visit, exclude=row.id or 0)
+    others = await _peers(db, visit, exclude=row.id or 0, viewer=row.role)
     seat = Seat(visit_id=visit.id or 0, practitioner_id=visit.practitioner_id,
                 participant_id=row.id or 0, user_id=actor.user_id, role=row.role, peer=peer,
                 since=now)
     return seat, others
 
 
-async def _peers(db: AsyncSession, visit: Visit, *, exclude: int) -> list[PeerInfo]:
+async def _peers(db: AsyncSession, visit: Visit, *, exclude: int, viewer: str) -> list[PeerInfo]:
     rows = (await db.exec(select(Participant).where(
         Participant.visit_id == visit.id, Participant.state == ParticipantState.admitted,
         col(Participant.peer_id).is_not(None), Participant.id != exclude))).all()
     names = await participant_names(db, visit, rows)
     return [PeerInfo(peer=r.peer_id or "", participant_id=r.id or 0, role=r.role,
-                     name=names[r.id or 0]) for r in rows]
+                     name=shown_to(viewer, r.role, names[r.id or 0])) for r in rows]
 
 
 async def leave_call(db: AsyncSession, seat: Seat) -> bool:

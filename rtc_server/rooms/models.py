@@ -14,8 +14,10 @@
   here, not in one instance's memory.
 - ``DeviceCheck``: the latest results of a person's device and connection
   check, so staff see who is ready.
-- ``VisitInvite``: a single-use, expiring link for a third participant
-  (stored as a hash).
+- ``VisitInvite``: a single-use, expiring link for a third or fourth
+  participant (an interpreter, a family member), stored as a hash. Redeeming
+  it makes a guest account and a guest session limited to that visit (its
+  token, too, stored only as a hash: ``session_hash``); see ``rooms.guests``.
 - ``WaitingDisplay``: a clinic screen paired by staff with a short code; it
   then reads its queue (ticket numbers only) with a device token (a hash).
 
@@ -34,6 +36,9 @@ from sqlmodel import Field, SQLModel
 REASON_MAX = 500
 NOTE_MAX = 200
 PEER_ID_MAX = 32
+LABEL_MAX = 80
+#: People in one visit at most (the mesh between browsers): patient, provider and two guests.
+MAX_PARTICIPANTS = 4
 
 
 class VisitStatus(enum.StrEnum):
@@ -124,6 +129,9 @@ class Participant(SQLModel, table=True):
     ticket: int | None = None
     #: A guest's label ("Interpreter"); patients and providers show their account's name.
     label: str | None = Field(default=None, max_length=80)
+    #: The visit chat's last sequence when this person was admitted (migration 0009): a
+    #: guest reads only what was said after it (``rooms.visitchat``).
+    chat_from_seq: int | None = None
 
 
 class DeviceCheck(SQLModel, table=True):
@@ -151,6 +159,11 @@ class VisitInvite(SQLModel, table=True):
     used_at: datetime | None = _ts()
     #: The guest account the link made.
     user_id: int | None = _fk("user_account", ondelete="SET NULL", index=False)
+    #: The guest's session (the ``rtc_guest`` cookie) as a hash; only this visit answers it.
+    session_hash: str | None = Field(default=None, max_length=64, unique=True)
+    session_expires_at: datetime | None = _ts()
+    #: The provider withdrew the link, or removed the guest it let in (migration 0009).
+    revoked_at: datetime | None = _ts()
 
 
 class WaitingDisplay(SQLModel, table=True):

@@ -1,6 +1,12 @@
 """The visits API (transport only): parse, call one service function, shape
-the answer. Rules live in ``rooms.service`` and ``rooms.queue``; the call room
-itself is the ``/ws/v1/visit`` socket (``rtc_server.signaling.ws``)."""
+the answer. Rules live in ``rooms.service``, ``rooms.queue`` and
+``rooms.guests``; the call room itself is the ``/ws/v1/visit`` socket
+(``rtc_server.signaling.ws``).
+
+The few routes a visit's guest uses (the visit, its place, leave, ICE
+servers, chat) take either the portal's session or a guest session (``_caller``);
+they are declared ``auth="public"`` only so that ``ApiRoute`` lets the guest
+cookie reach them, and refuse anyone with neither (401)."""
 
 from __future__ import annotations
 
@@ -11,10 +17,12 @@ from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
 from rtc_server.api import ApiRoute, Call, json_response, no_content
-from rtc_server.auth.models import Role
-from rtc_server.errors import InvalidInput, RateLimited
-from rtc_server.rooms import displays, queue, service
-from rtc_server.rooms.access import visit_role
+from rtc_server.auth.actor import Actor
+from rtc_server.auth.models import Role, SessionStage
+from rtc_server.auth.sessions import session_actor
+from rtc_server.errors import InvalidInput, RateLimited, Unauthorized
+from rtc_server.notify.events import user_channel
+from rtc_server.rooms import displays, guests, queue, service, visitchat
 from rtc_server.rooms.devicecheck import Busy
 from rtc_server.rooms.runtime import visits_of
 from rtc_server.rooms.shapes import (
@@ -25,13 +33,23 @@ from rtc_server.rooms.shapes import (
     DisplayIn,
     DisplayOut,
     IceServersOut,
+    InviteIn,
+    InviteOut,
+    InvitesOut,
+    InviteStateOut,
     NoteIn,
     PairedOut,
     PairIn,
     ParticipantOut,
     PlaceOut,
+    RedeemedOut,
+    RedeemIn,
     StartIn,
+    VisitMessageIn,
+    VisitMessagesOut,
+    VisitMessagesQuery,
     VisitOut,
+    VisitSentOut,
     VisitsOut,
     WaitingRoomOut,
 )
@@ -59,6 +77,28 @@ class EchoOut(BaseModel):
     seconds: float
 
 
+async def _portal_actor(call: Call) -> Actor | None:
+    """The actor of the request's live, fully signed-in portal session, if any."""
+    token = call.session_token
+    if not token:
+        return None
+    actor = await session_actor(call.db, token, call.settings, call.meta,
+                                cache=getattr(call.request.app.state, "session_cache", None))
+    return actor if actor is not None and actor.stage == SessionStage.full else None
+
+
+async def _caller(call: Call) -> Actor:
+    """The portal session's actor, else the guest session's; 401 for neither."""
+    actor = await _portal_actor(call)
+    if actor is not None:
+        return actor
+    guest = call.request.cookies.get(guests.guest_cookie_name(call.settings))
+    actor = await guests.guest_actor(call.db, guest, call.meta, call.deps.clock()) if guest else None
+    if actor is None:
+        raise Unauthorized()
+    return actor
+
+
 async def list_visits(call: Call) -> Response:
     """The patient's upcoming and past video visits."""
     return json_response(await service.list_visits(call.db, call.actor, call.deps.clock()))
@@ -72,19 +112,25 @@ async def check_in(call: Call) -> Response:
 
 async def start(call: Call) -> Response:
     """A provider starts a video visit now with a patient of theirs."""
-    visit = await service.start_unscheduled(call.db, call.actor, call.body.patient_id,
-                                            call.body.reason, call.deps.clock())
+    hub = call.request.app.state.realtime.hub
+    visit = await service.start_unscheduled(
+        call.db, call.actor, call.body.patient_id, call.body.reason, call.deps.clock(),
+        settings=call.settings,
+        # Pages open on this instance; with several instances a page elsewhere is not seen,
+        # and the patient gets the (harmless) mail as well.
+        page_open=lambda user_id: bool(hub.members(user_channel(user_id))))
     return json_response(await service.get_visit(call.db, call.actor, visit.id or 0), 201)
 
 
 async def get_visit(call: Call) -> Response:
-    """A visit as its participants see it."""
-    return json_response(await service.get_visit(call.db, call.actor, call.path_int()))
+    """A visit as its participants see it (guests too: without the record's details)."""
+    return json_response(await service.get_visit(call.db, await _caller(call), call.path_int()))
 
 
 async def place(call: Call) -> Response:
     """The caller's state in a visit and, while waiting, their place in the queue."""
-    return json_response(await queue.my_place(call.db, call.actor, call.path_int(), call.deps.clock()))
+    actor = await _caller(call)
+    return json_response(await queue.my_place(call.db, actor, call.path_int(), call.deps.clock()))
 
 
 async def admit(call: Call) -> Response:
@@ -103,7 +149,7 @@ async def note(call: Call) -> Response:
 
 async def leave(call: Call) -> Response:
     """Leave the waiting room or the call."""
-    await service.leave(call.db, call.actor, call.path_int(), call.deps.clock())
+    await service.leave(call.db, await _caller(call), call.path_int(), call.deps.clock())
     return no_content()
 
 
@@ -115,11 +161,71 @@ async def end(call: Call) -> Response:
 
 async def ice(call: Call) -> Response:
     """Fresh ICE servers (STUN/TURN with short-lived credentials) for a participant."""
-    await visit_role(call.db, call.actor, call.path_int(), "visit.ice")
+    actor = await _caller(call)
+    await service.require_ice(call.db, actor, call.path_int())
     runtime = await visits_of(call.request.app)
     return json_response(IceServersOut(
-        ice_servers=ice_servers(runtime.ice, user=f"u{call.actor.user_id}", now=time.time()),
+        ice_servers=ice_servers(runtime.ice, user=f"u{actor.user_id}", now=time.time()),
         ice_transport_policy=runtime.ice.policy))
+
+
+async def invite(call: Call) -> Response:
+    """Invite a guest (an interpreter, a family member) to a visit (its provider): the
+    answer carries a single-use, expiring link, shown once; optionally mailed."""
+    out = await guests.create_invite(call.db, call.actor, call.path_int(), label=call.body.label,
+                                     email=call.body.email, settings=call.settings,
+                                     now=call.deps.clock())
+    return json_response(out, 201)
+
+
+async def list_invites(call: Call) -> Response:
+    """The visit's invitations and what became of them (its provider; never the link)."""
+    return json_response(await guests.list_invites(call.db, call.actor, call.path_int(),
+                                                   call.deps.clock()))
+
+
+async def revoke_invite(call: Call) -> Response:
+    """Withdraw an invitation (its provider): an unused link stops working; a used
+    one's guest is removed from the visit."""
+    return json_response(await guests.revoke(call.db, call.actor, call.path_int(),
+                                             call.path_int("invite_id"), call.deps.clock()))
+
+
+async def remove_participant(call: Call) -> Response:
+    """Remove a guest from the visit (its provider): they leave the call and their
+    guest session ends."""
+    return json_response(await guests.remove_guest(call.db, call.actor, call.path_int(),
+                                                   call.path_int("participant_id"), call.deps.clock()))
+
+
+async def redeem(call: Call) -> Response:
+    """A guest opens their link: once, it becomes a guest session for that visit only
+    (the ``rtc_guest`` cookie) and a place in its waiting room."""
+    done = await guests.redeem(call.db, call.body.token, call.meta, now=call.deps.clock(),
+                               secret=call.settings.secret,
+                               signed_in=await _portal_actor(call) is not None)
+    response = json_response(RedeemedOut(visit_id=done.visit_id, expires_at=done.expires_at))
+    response.set_cookie(
+        guests.guest_cookie_name(call.settings), done.session_token, httponly=True,
+        samesite="strict", secure=call.settings.secure_cookies, path="/",
+        max_age=int(guests.GUEST_SESSION.total_seconds()),
+    )
+    return response
+
+
+async def chat_messages(call: Call) -> Response:
+    """The visit's chat after a sequence number (admitted participants; after the
+    visit, the patient and the provider)."""
+    return json_response(await visitchat.messages(call.db, await _caller(call), call.path_int(),
+                                                  after=call.query.after))
+
+
+async def chat_send(call: Call) -> Response:
+    """Send a chat line in the visit (stored once, even when sent again)."""
+    out = await visitchat.post(call.db, call.request.app.state.chat, await _caller(call),
+                               call.path_int(), body=call.body.body, client_id=call.body.client_id,
+                               now=call.deps.clock())
+    return json_response(out, 201 if out.created else 200)
 
 
 async def waiting_room(call: Call) -> Response:
@@ -203,14 +309,30 @@ routes = [
              status_code=201, tag=_T),
     ApiRoute("/visits/device-check/echo/{id:int}", stop_echo, methods=["DELETE"], status_code=204,
              tag=_T),
-    ApiRoute("/visits/{id:int}", get_visit, methods=["GET"], response=VisitOut, tag=_T),
-    ApiRoute("/visits/{id:int}/place", place, methods=["GET"], response=PlaceOut, tag=_T),
+    ApiRoute("/visits/{id:int}", get_visit, methods=["GET"], response=VisitOut, auth="public", tag=_T),
+    ApiRoute("/visits/{id:int}/place", place, methods=["GET"], response=PlaceOut, auth="public",
+             tag=_T),
     ApiRoute("/visits/{id:int}/admit", admit, methods=["POST"], body=AdmitIn,
              response=ParticipantOut, tag=_T),
     ApiRoute("/visits/{id:int}/note", note, methods=["POST"], body=NoteIn, status_code=204, tag=_T),
-    ApiRoute("/visits/{id:int}/leave", leave, methods=["POST"], status_code=204, tag=_T),
+    ApiRoute("/visits/{id:int}/leave", leave, methods=["POST"], status_code=204, auth="public",
+             tag=_T),
+    ApiRoute("/visits/{id:int}/invites", invite, methods=["POST"], body=InviteIn, response=InviteOut,
+             status_code=201, tag=_T),
+    ApiRoute("/visits/{id:int}/invites", list_invites, methods=["GET"], response=InvitesOut, tag=_T),
+    ApiRoute("/visits/{id:int}/invites/{invite_id:int}/revoke", revoke_invite, methods=["POST"],
+             response=InviteStateOut, tag=_T),
+    ApiRoute("/visits/{id:int}/participants/{participant_id:int}/remove", remove_participant,
+             methods=["POST"], response=ParticipantOut, tag=_T),
+    ApiRoute("/visits/{id:int}/messages", chat_messages, methods=["GET"], query=VisitMessagesQuery,
+             response=VisitMessagesOut, auth="public", tag=_T),
+    ApiRoute("/visits/{id:int}/messages", chat_send, methods=["POST"], body=VisitMessageIn,
+             response=VisitSentOut, status_code=201, auth="public", tag=_T),
+    ApiRoute("/visit-invites/redeem", redeem, methods=["POST"], body=RedeemIn, response=RedeemedOut,
+             auth="public", tag=_T),
     ApiRoute("/visits/{id:int}/end", end, methods=["POST"], response=VisitOut, tag=_T),
-    ApiRoute("/visits/{id:int}/ice-servers", ice, methods=["GET"], response=IceServersOut, tag=_T),
+    ApiRoute("/visits/{id:int}/ice-servers", ice, methods=["GET"], response=IceServersOut,
+             auth="public", tag=_T),
     ApiRoute("/displays", list_displays, methods=["GET"], response=DisplayOut, response_list=True, tag=_T),
     ApiRoute("/displays", add_display, methods=["POST"], body=DisplayIn, response=DisplayOut,
              status_code=201, tag=_T),

@@ -1,6 +1,6 @@
 """Virtual visits' per-instance machinery, built in the lifespan and kept on
-``app.state.visits``: the signaling relay, the ICE configuration and the
-device-check limiter. In ``app.py``'s lifespan, after the real-time layer has
+``app.state.visits``: the signaling relay, the guest sockets' sweeper, the ICE
+configuration and the device-check limiter. In ``app.py``'s lifespan, after the real-time layer has
 started::
 
     app.state.visits = await start_visits(app.state.deps)
@@ -20,6 +20,7 @@ from typing import Any
 from rtc_server.deps import Deps
 from rtc_server.rooms.devicecheck import DeviceChecks
 from rtc_server.rooms.turn import IceConfig
+from rtc_server.signaling.guests import GuestSockets
 from rtc_server.signaling.relay import SignalRelay
 
 log = logging.getLogger("rtc_server.visits")
@@ -29,6 +30,8 @@ class VisitRuntime:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
         self.relay = SignalRelay(deps.broker, deps.session_factory)
+        self.guests = GuestSockets(deps.broker, deps.session_factory,
+                                   interval=deps.settings.ws_recheck_seconds)
         self.ice = IceConfig.from_settings(deps.settings)
         if self.ice.relay_only and not (self.ice.turn_urls and self.ice.turn_secret):
             log.warning("ice_relay_only is set without turn_urls and turn_secret: "
@@ -39,9 +42,11 @@ class VisitRuntime:
 
     async def start(self) -> None:
         await self.relay.start()
+        await self.guests.start()
 
     async def close(self) -> None:
         await self.checks.close()
+        await self.guests.close()
         await self.relay.close()
 
 

@@ -11,6 +11,10 @@ Rules every function keeps:
 - Nobody enters the call room without being admitted. Admission is one
   conditional UPDATE (``WHERE state = 'waiting'``): two providers clicking
   Admit at once admit once; the loser gets 409 ``already_admitted``.
+- A guest admitted to a visit reads its chat only from their admission on
+  (``Participant.chat_from_seq``, the chat's last sequence then).
+- At most ``MAX_PARTICIPANTS`` (four) take part: admitting a fourth person
+  besides the provider is 409 ``visit_full`` (guests: ``rooms.guests``).
 - Ending a visit closes it for everyone (``ended_at``, every participant
   ``left``); no media is recorded, the record keeps start, end and who took part.
 - Each change writes an audit row in its transaction and announces ids only on
@@ -33,18 +37,25 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rtc_server import audit
 from rtc_server.auth.actor import Actor
 from rtc_server.auth.models import Role, User
+from rtc_server.config import Settings
 from rtc_server.errors import Conflict, InvalidInput, NotFound
+from rtc_server.notify.mail import compose
+from rtc_server.notify.outbox import queue_mail
+from rtc_server.portal.account.service import notifications_of
+from rtc_server.portal.records.access import care_team_clause
 from rtc_server.records.models import RELEASED_APPOINTMENT_STATUSES, Appointment, Patient, VisitKind
-from rtc_server.rooms import events
+from rtc_server.rooms import events, visitchat
 from rtc_server.rooms.access import (
     own_practitioner,
     participant_names,
     practitioner_name,
     practitioner_names,
+    shown_to,
     visit_role,
 )
 from rtc_server.rooms.lobby import AdmitDecision, decide_admit
 from rtc_server.rooms.models import (
+    MAX_PARTICIPANTS,
     DeviceCheck,
     Participant,
     ParticipantRole,
@@ -171,6 +182,7 @@ async def _past(db: AsyncSession, visits: Sequence[Visit],
         col(Participant.visit_id).in_([v.id for v in visits]),
         col(Participant.admitted_at).is_not(None)))).all()
     order = {ParticipantRole.patient: 0, ParticipantRole.provider: 1}
+    counts = await visitchat.message_counts(db, [v.id for v in visits if v.id is not None])
     out = []
     for v in visits:
         taking_part = sorted((r for r in rows if r.visit_id == v.id),
@@ -180,6 +192,7 @@ async def _past(db: AsyncSession, visits: Sequence[Visit],
             visit_id=v.id or 0, practitioner=ref(v.practitioner_id),
             scheduled_start=v.scheduled_start, started_at=v.started_at, ended_at=v.ended_at,
             participants=[names[r.id] for r in taking_part if r.id is not None],
+            message_count=counts.get(v.id or 0, 0),
         ))
     return out
 
@@ -199,6 +212,7 @@ async def _visit_out(db: AsyncSession, actor: Actor, visit: Visit, role: str) ->
     mine = next((r for r in rows if r.user_id == actor.user_id), None)
     # A guest sees nothing of the record: not the reason, not the patient's full name.
     guest = role == ParticipantRole.guest
+    mine_id = mine.id if mine else None
     patient_row = next((r for r in rows if r.role == ParticipantRole.patient), None)
     patient_name = (names.get(patient_row.id, "") if patient_row and patient_row.id else "")
     if not patient_name:
@@ -215,8 +229,9 @@ async def _visit_out(db: AsyncSession, actor: Actor, visit: Visit, role: str) ->
         reason=None if guest else visit.reason, my_role=role,
         my_participant_id=mine.id if mine else None, my_state=mine.state if mine else None,
         participants=[
-            ParticipantOut(id=r.id or 0, role=r.role, state=r.state, name=names[r.id or 0])
-            for r in rows if not guest or r.state != ParticipantState.waiting
+            ParticipantOut(id=r.id or 0, role=r.role, state=r.state,
+                           name=shown_to(role, r.role, names[r.id or 0]))
+            for r in rows if not guest or r.state != ParticipantState.waiting or r.id == mine_id
         ],
     )
 
@@ -317,8 +332,9 @@ async def _next_ticket(db: AsyncSession, visit: Visit, now: datetime) -> int:
 
 # --- the provider's side -------------------------------------------------------------
 
-async def _hosted(db: AsyncSession, actor: Actor, visit_id: int, action: str) -> Visit:
-    """The visit, if the caller is its provider (others: 404 or 403, audited)."""
+async def hosted(db: AsyncSession, actor: Actor, visit_id: int, action: str) -> Visit:
+    """The visit, if the caller is its provider (others: 404 or 403, audited;
+    another provider's visit answers 404 as if it did not exist)."""
     visit, role = await visit_role(db, actor, visit_id, action)
     actor.require(role == ParticipantRole.provider, action=action, resource=f"visit:{visit_id}")
     return visit
@@ -345,16 +361,21 @@ async def ensure_host(db: AsyncSession, actor: Actor, visit: Visit, now: datetim
 async def admit(db: AsyncSession, actor: Actor, visit_id: int, participant_id: int,
                 now: datetime) -> Participant:
     """Admit one waiting participant into the call room (see the module rules)."""
-    visit = await _hosted(db, actor, visit_id, "visit.admit")
+    visit = await hosted(db, actor, visit_id, "visit.admit")
     row = await db.get(Participant, participant_id)
     if row is None or row.visit_id != visit.id:
         raise NotFound()
     decision = decide_admit(visit_ended=visit.status == VisitStatus.ended, state=row.state)
+    full = MAX_PARTICIPANTS - 1  # the provider always has a place
+    if decision == AdmitDecision.admit and await _admitted_others(db, visit, participant_id) >= full:
+        raise Conflict(f"A video visit has room for {MAX_PARTICIPANTS} people.", code="visit_full")
     if decision == AdmitDecision.admit:
+        # A guest reads the chat from here on (by sequence, the order the chat's writer commits in).
+        chat_from = await visitchat.last_seq(db, visit.id or 0) if row.role == ParticipantRole.guest else None
         done = await db.exec(update(Participant.__table__).where(  # type: ignore[call-overload]
             _P.id == participant_id, _P.visit_id == visit.id, _P.state == ParticipantState.waiting,
         ).values(state=ParticipantState.admitted, admitted_at=now, admitted_by=actor.user_id,
-                 left_at=None))
+                 left_at=None, chat_from_seq=chat_from))
         if done.rowcount != 1:
             decision = AdmitDecision.already_admitted
     if decision != AdmitDecision.admit:
@@ -372,6 +393,14 @@ async def admit(db: AsyncSession, actor: Actor, visit_id: int, participant_id: i
     return row
 
 
+async def _admitted_others(db: AsyncSession, visit: Visit, participant_id: int) -> int:
+    """Admitted people in the visit besides ``participant_id`` and its provider
+    (who always has a place)."""
+    return int((await db.exec(select(func.count()).select_from(Participant).where(
+        Participant.visit_id == visit.id, Participant.state == ParticipantState.admitted,
+        Participant.role != ParticipantRole.provider, Participant.id != participant_id))).one())
+
+
 def _admit_refusal(decision: AdmitDecision) -> Conflict:
     messages = {
         AdmitDecision.already_admitted: "This person has already been admitted.",
@@ -384,7 +413,7 @@ def _admit_refusal(decision: AdmitDecision) -> Conflict:
 async def send_note(db: AsyncSession, actor: Actor, visit_id: int, participant_id: int, text: str,
                     now: datetime) -> None:
     """A short note to a waiting participant; it shows on their page at once."""
-    visit = await _hosted(db, actor, visit_id, "visit.note")
+    visit = await hosted(db, actor, visit_id, "visit.note")
     row = await db.get(Participant, participant_id)
     if row is None or row.visit_id != visit.id:
         raise NotFound()
@@ -394,6 +423,19 @@ async def send_note(db: AsyncSession, actor: Actor, visit_id: int, participant_i
     events.queue_changed(db, visit.practitioner_id)
     await _audit(db, actor, "visit.note", visit=visit)
     await db.commit()
+
+
+async def require_ice(db: AsyncSession, actor: Actor, visit_id: int) -> None:
+    """May the caller have ICE servers (TURN credentials) for this visit? Its
+    patient and provider, yes; a guest only while admitted (409 ``not_admitted``)."""
+    visit, role = await visit_role(db, actor, visit_id, "visit.ice")
+    if role == ParticipantRole.guest:
+        state = (await db.exec(select(Participant.state).where(
+            Participant.visit_id == visit.id, Participant.user_id == actor.user_id))).first()
+        actor.require(state == ParticipantState.admitted, action="visit.ice",
+                      resource=f"visit:{visit_id}",
+                      error=Conflict("You have not been admitted to this visit yet.",
+                                     code="not_admitted"))
 
 
 async def leave(db: AsyncSession, actor: Actor, visit_id: int, now: datetime) -> None:
@@ -414,7 +456,7 @@ async def leave(db: AsyncSession, actor: Actor, visit_id: int, now: datetime) ->
 
 async def end(db: AsyncSession, actor: Actor, visit_id: int, now: datetime) -> Visit:
     """The provider ends the visit for everyone (idempotent)."""
-    visit = await _hosted(db, actor, visit_id, "visit.end")
+    visit = await hosted(db, actor, visit_id, "visit.end")
     done = await db.exec(update(Visit.__table__).where(  # type: ignore[call-overload]
         _V.id == visit.id, _V.status == VisitStatus.open,
     ).values(status=VisitStatus.ended, ended_at=now, ended_by=actor.user_id))
@@ -430,17 +472,17 @@ async def end(db: AsyncSession, actor: Actor, visit_id: int, now: datetime) -> V
 
 
 async def start_unscheduled(db: AsyncSession, actor: Actor, patient_id: int, reason: str | None,
-                            now: datetime) -> Visit:
-    """A provider starts a visit now with a patient of theirs (their primary
-    provider, or one they have an appointment with); the patient's pages are
-    told and the patient checks in as for any visit."""
+                            now: datetime, *, settings: Settings | None = None,
+                            page_open: Callable[[int], bool] = lambda user_id: True) -> Visit:
+    """A provider starts a visit now with a patient of theirs (in their care
+    team, the rule the console's patient search marks ``care_team``); the
+    patient's pages are told and the patient checks in as for any visit.
+    With ``settings``, a patient with no page open (``page_open(user id)``)
+    is also mailed, if their reminder preferences allow email: the mail says
+    their provider is waiting and links to Virtual Visits, nothing more."""
     practitioner_id = await own_practitioner(db, actor, "visit.start")
-    patient = await db.get(Patient, patient_id)
-    theirs = patient is not None and (
-        patient.primary_practitioner_id == practitioner_id
-        or (await db.exec(select(Appointment.id).where(
-            Appointment.patient_id == patient_id,
-            Appointment.practitioner_id == practitioner_id).limit(1))).first() is not None)
+    theirs = (await db.exec(select(Patient.id).where(
+        Patient.id == patient_id, care_team_clause(practitioner_id, col(Patient.id))))).first() is not None
     actor.require(theirs, action="visit.start", resource=f"patient:{patient_id}",
                   patient_id=patient_id, error=NotFound())
     account = (await db.exec(select(User.id).where(User.patient_id == patient_id))).first()
@@ -453,9 +495,25 @@ async def start_unscheduled(db: AsyncSession, actor: Actor, patient_id: int, rea
     await db.flush()
     await ensure_host(db, actor, visit, now)
     events.started(db, visit_id=visit.id or 0, user_id=account)
+    if settings is not None and not page_open(account):
+        await _mail_started(db, account, settings)
     await _audit(db, actor, "visit.start", visit=visit)
     await db.commit()
     return visit
+
+
+async def _mail_started(db: AsyncSession, user_id: int, settings: Settings) -> None:
+    user = await db.get(User, user_id)
+    if user is None or not user.email or not notifications_of(user)["appointment_reminders"]["email"]:
+        return
+    clinic = settings.clinic_name
+    queue_mail(db, compose(
+        "visit_started", user.email, f"{clinic}: your provider is waiting for you", clinic,
+        user.display_name or None,
+        ["Your provider has started a video visit with you and is waiting for you to join.",
+         "Log in to the patient portal and open Virtual Visits to join."],
+        ("Open Virtual Visits", f"{settings.base_url.rstrip('/')}/app/visits.html"),
+    ))
 
 
 # --- device check results ---------------------------------------------------------------

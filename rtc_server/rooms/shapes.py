@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
-from rtc_server.rooms.models import NOTE_MAX, REASON_MAX
+from rtc_server.rooms.models import LABEL_MAX, NOTE_MAX, REASON_MAX
 from rtc_server.types import DbId
 
 
@@ -104,6 +104,8 @@ class PastVisitOut(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     participants: list[str]
+    #: Chat lines kept with the visit (``GET /visits/{id}/messages`` reads them).
+    message_count: int = 0
 
 
 class VisitsOut(BaseModel):
@@ -222,3 +224,103 @@ class BoardOut(BaseModel):
     waiting: list[int]
     now_seeing: list[int]
     updated_at: datetime
+
+
+class InviteIn(BaseModel):
+    """Invite a guest to a visit: how the call shows them ("Interpreter"), and
+    optionally an address to mail the link to."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(min_length=1, max_length=LABEL_MAX)
+    email: EmailStr | None = Field(default=None, max_length=254)
+
+    _label = field_validator("label", mode="before")(_clean_text)
+
+    @field_validator("email", mode="before")
+    @classmethod
+    def _blank_email(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+class InviteOut(BaseModel):
+    id: int
+    label: str
+    #: The link, shown once (only a hash of its token is kept).
+    url: str
+    expires_at: datetime
+    emailed: bool
+
+
+class InviteStateOut(BaseModel):
+    """An invitation as its provider's visit page lists it (never the link itself)."""
+
+    id: int
+    label: str
+    #: ``pending`` (may still be used), ``used``, ``expired`` or ``revoked``.
+    state: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+    #: The guest the link let in, once used.
+    participant_id: int | None
+
+
+class InvitesOut(BaseModel):
+    invites: list[InviteStateOut]
+
+
+class RedeemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=128)
+
+
+class RedeemedOut(BaseModel):
+    visit_id: int
+    expires_at: datetime
+
+
+class VisitMessageIn(BaseModel):
+    """A chat line in a visit. ``client_id`` is the sender's own id for it: sending
+    it again (after a lost answer) stores it once."""
+
+    model_config = ConfigDict(extra="forbid")
+    body: str = Field(min_length=1, max_length=2000)
+    client_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+    @field_validator("body", mode="before")
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
+
+class VisitMessagesQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: Only messages after this sequence number (the last one the page has).
+    after: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+class VisitMessageOut(BaseModel):
+    id: int
+    seq: int
+    #: How the visit shows the sender (a guest sees the patient's first name only).
+    sender: str
+    role: str
+    mine: bool
+    body: str
+    client_id: str
+    sent_at: datetime
+
+
+class VisitMessagesOut(BaseModel):
+    messages: list[VisitMessageOut]
+    #: The highest sequence in the visit's chat (0: none yet).
+    last_seq: int
+
+
+class VisitSentOut(BaseModel):
+    id: int
+    seq: int
+    client_id: str
+    sent_at: datetime
+    #: False for a resend of a message already stored (same id and seq as the first).
+    created: bool

@@ -33,6 +33,7 @@ from rtc_server.db import SessionFactory
 from rtc_server.errors import DomainError
 from rtc_server.notify.events import room_channel
 from rtc_server.realtime.connection import Connection
+from rtc_server.rooms.access import shown_to
 from rtc_server.rooms.call import Seat, load_room
 from rtc_server.rooms.events import ROOM_CHANGES
 from rtc_server.rooms.lobby import CallRoom, Refusal
@@ -289,7 +290,7 @@ class SignalRelay:
                     member = room.members[pid]
                     local.conn.send_text(encode({
                         "type": "peer_joined", "peer": new, "participant": pid,
-                        "role": member.role, "name": member.name,
+                        "role": member.role, "name": shown_to(seat.role, member.role, member.name),
                     }))
 
 

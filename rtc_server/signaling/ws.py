@@ -5,12 +5,22 @@ codes come from ``rtc_server.realtime`` and ``ws_errors``; this module only
 says what each frame does. Frames: docs/visits.md.
 
 - ``watch`` / ``watch_queue``: the socket follows a visit (``room:<id>``) and
-  its provider's waiting room (``queue:<practitioner>``) through the hub.
+  its provider's waiting room (``queue:<practitioner>``) through the hub. A
+  guest follows their visit's ``room:<id>`` only, and only while it is open.
 - ``join``: enter the call (admitted participants only, ``rooms.call``); the
   reply names the peers already there and carries fresh ICE servers.
 - ``offer`` / ``answer`` / ``ice``: relayed to the named peer only
   (``signaling.relay``), checked against the cached room, no query per frame.
 - ``leave``, or the socket closing: the seat is given up and the others get ``bye``.
+
+A visit's guest (``rooms.guests``) has no portal session: a socket that
+brings the ``rtc_guest`` cookie and no live portal session is admitted here
+with the guest's own check (Origin, a live guest session of an open visit),
+then runs the same reader loop. The portal's sweeper does not know guest
+sessions; ``signaling.guests`` watches these sockets instead and closes them
+(``session_ended``, 4401) when the visit ends, the guest leaves or is removed,
+their link is revoked or their session's time runs out. Every frame is
+checked against the visit as for anyone.
 
 The route wraps the shared endpoint's ASGI app to know, for each socket, its
 app and (after its first frame) its connection: frame handlers find the
@@ -29,15 +39,22 @@ from typing import Any
 
 from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from rtc_server.auth.actor import Actor
-from rtc_server.auth.models import Role
+from rtc_server import audit
+from rtc_server.auth.actor import Actor, RequestMeta
+from rtc_server.auth.models import Role, SessionStage
+from rtc_server.auth.sessions import session_actor, session_cookie_name
+from rtc_server.broker.base import BrokerUnavailable
+from rtc_server.db import utcnow
 from rtc_server.errors import Conflict, InvalidInput
 from rtc_server.notify.events import room_channel
-from rtc_server.realtime import Connection, Endpoint
+from rtc_server.realtime import READY, Connection, Endpoint
 from rtc_server.rooms import call as calls
 from rtc_server.rooms.access import linked_practitioner, visit_role
 from rtc_server.rooms.events import queue_channel
+from rtc_server.rooms.guests import guest_cookie_name, guest_session
+from rtc_server.rooms.models import ParticipantRole, VisitStatus
 from rtc_server.rooms.runtime import VisitRuntime, visits_of
 from rtc_server.rooms.turn import ice_servers
 from rtc_server.signaling.frames import (
@@ -53,6 +70,7 @@ from rtc_server.signaling.frames import (
     client_frames,
     encode,
 )
+from rtc_server.ws_errors import CLOSE_FORBIDDEN, CLOSE_TRY_LATER, CLOSE_UNAUTHENTICATED, reply_to
 
 log = logging.getLogger("rtc_server.signaling")
 
@@ -110,7 +128,14 @@ async def _follow(runtime: VisitRuntime, conn: Connection, channels: list[str]) 
 async def _watch(runtime: VisitRuntime, conn: Connection, actor: Actor, frame: Watch) -> None:
     async with runtime.deps.session_factory() as db:
         visit, role = await visit_role(db, actor, frame.visit, "visit.watch")
-    await _follow(runtime, conn, [room_channel(frame.visit), queue_channel(visit.practitioner_id)])
+    if role == ParticipantRole.guest:
+        # A guest hears their visit, never the provider's waiting room, and not after the end.
+        if visit.status == VisitStatus.ended:
+            raise Conflict("This visit has ended.", code="visit_ended")
+        channels = [room_channel(frame.visit)]
+    else:
+        channels = [room_channel(frame.visit), queue_channel(visit.practitioner_id)]
+    await _follow(runtime, conn, channels)
     conn.send_text(encode({"type": "watching", "visit": frame.visit, "role": role, "ref": frame.ref}))
 
 
@@ -190,7 +215,75 @@ def _no_channels(actor: Actor) -> list[str]:
     return []
 
 
-VISIT = Endpoint(
+class VisitEndpoint(Endpoint):
+    """The shared endpoint, plus the admission of a visit's guests (module docstring)."""
+
+    async def serve(self, ws: WebSocket) -> None:
+        settings = ws.app.state.realtime.settings
+        guest = ws.cookies.get(guest_cookie_name(settings))
+        portal = ws.cookies.get(session_cookie_name(settings))
+        # As the visit routes do: a live portal session first, else the guest's.
+        if guest is None or (portal is not None and await self._signed_in(ws, portal)):
+            await super().serve(ws)
+        else:
+            await self._serve_guest(ws, guest)
+
+    @staticmethod
+    async def _signed_in(ws: WebSocket, token: str) -> bool:
+        layer = ws.app.state.realtime
+        meta = RequestMeta(None, ws.client.host if ws.client else None, None)
+        async with layer.session_factory() as db:
+            actor = await session_actor(db, token, layer.settings, meta, touch=False)
+        return actor is not None and actor.stage == SessionStage.full
+
+    async def _serve_guest(self, ws: WebSocket, token: str) -> None:
+        if (await ws.receive())["type"] != "websocket.connect":
+            return
+        layer = ws.app.state.realtime
+        origin = ws.headers.get("origin")
+        origin_ok = origin is None or origin.rstrip("/") in layer.settings.origins
+        meta = RequestMeta(ws.scope.get("state", {}).get("request_id"),
+                           ws.client.host if ws.client else None, None)
+        async with layer.session_factory() as db:
+            found = await guest_session(db, token, meta, utcnow()) if origin_ok else None
+            actor = found.actor if found is not None else None
+            if found is None:
+                await audit.record(db, action="ws.connect", outcome="denied", actor_id=None,
+                                   actor_role=str(Role.guest), resource=self.resource,
+                                   request_id=meta.request_id, ip=meta.ip)
+                await db.commit()
+        if found is None or actor is None:
+            await ws.send({"type": "websocket.close",
+                           "code": CLOSE_UNAUTHENTICATED if origin_ok else CLOSE_FORBIDDEN})
+            return
+        if not layer.limits.acquire(actor.user_id):
+            await ws.send({"type": "websocket.close", "code": CLOSE_TRY_LATER})
+            return
+        watcher = (await visits_of(ws.app)).guests
+        conn = Connection(ws, actor, outbox_limit=layer.outbox_limit)
+        try:
+            await ws.send({"type": "websocket.accept"})
+            try:
+                await watcher.add(conn, found.visit_id)
+            except BrokerUnavailable:
+                conn.close(CLOSE_TRY_LATER, "try again later")
+                return
+            conn.send_text(READY)
+            await self._read(layer, conn)
+        except (WebSocketDisconnect, OSError):
+            pass
+        except Exception as exc:
+            reply = reply_to(exc, ref=None, where=self.path)
+            if reply.close is not None:
+                conn.close(reply.close, reply.reason)
+        finally:
+            watcher.discard(conn, found.visit_id)
+            layer.limits.release(actor.user_id)
+            layer.hub.leave(conn)
+            conn.abandon()
+
+
+VISIT = VisitEndpoint(
     "/ws/v1/visit", frames=client_frames, on_frame=_on_frame, channels=_no_channels,
     max_frame_bytes=FRAME_MAX, frames_per_second=FRAMES_PER_SECOND,
 )

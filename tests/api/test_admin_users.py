@@ -280,3 +280,21 @@ async def test_refused_role_changes_are_audited(make_client, session_factory, se
         ("failure", f"user:{staff_user} staff->staff"),
     ]
     assert {row.actor_id for row in rows} == {admin_id}
+
+
+async def test_visit_guests_are_not_clinic_accounts(make_client, session_factory, secrets_seen) -> None:
+    """A guest account (made by a visit invitation) is not listed, cannot be given
+    a clinic role, and no account can be made a guest."""
+    admin, _ = await admin_client(make_client, session_factory, secrets_seen)
+    guest = await make_user(session_factory, "guest.interpreter", Role.guest)
+    staff_user = await make_user(session_factory, "front.desk", Role.staff)
+    listed = (await admin.get("/api/v1/admin/users")).json()
+    names = [u["username"] for u in listed["rows"]]
+    assert "front.desk" in names and "guest.interpreter" not in names
+    r = await admin.post(f"/api/v1/admin/users/{guest}/role", json={"role": "staff"})
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "role"
+    r = await admin.post(f"/api/v1/admin/users/{staff_user}/role", json={"role": "guest"})
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "role"
+    async with session_factory() as s:
+        assert (await s.get(User, guest)).role == Role.guest
+        assert (await s.get(User, staff_user)).role == Role.staff

@@ -165,7 +165,7 @@ async def test_an_oversized_message_is_refused_with_a_clear_error_and_nothing_is
 
 
 async def test_sending_faster_than_the_personal_rate_is_429_and_stores_nothing(clinic) -> None:
-    from rtc_server.chat.config import ChatLimits
+    from rtc_server.chat.runtime import ChatLimits
 
     conv = (await start(clinic.maria))["conversation"]
     clinic.app.state.chat.limits = ChatLimits(messages_per_second=0.01, burst=3)
@@ -253,3 +253,35 @@ async def test_message_text_never_reaches_the_log(clinic, log_lines) -> None:
     await send(clinic.reyes, conv["id"], secret + "-reply")
     await clinic.maria.client.get(f"/api/v1/conversations/{conv['id']}/messages")
     assert not [line for line in log_lines if "SECRET-BODY" in line]
+
+
+async def test_staff_inboxes_hear_of_a_new_conversation_at_once(clinic) -> None:
+    import asyncio
+
+    from rtc_server.broker.base import Inbox
+    from rtc_server.portal.appointments.events import STAFF_CHANNEL
+
+    inbox = Inbox()
+    sub = await clinic.app.state.broker.subscribe([STAFF_CHANNEL], inbox.put)
+    try:
+        conv = (await start(clinic.maria))["conversation"]
+        async with asyncio.timeout(5):
+            channel, event = await inbox.get()
+        assert channel == STAFF_CHANNEL
+        assert event == {"kind": "chat.conversation", "conversation_id": conv["id"]}
+    finally:
+        await sub.close()
+
+
+def test_messaging_tunables_are_read_from_the_rtc_chat_environment(monkeypatch, tmp_path) -> None:
+    from rtc_server.chat.runtime import ChatLimits
+    from rtc_server.config import Settings
+
+    monkeypatch.setenv("RTC_CHAT_REPLY_TIME", "within 1 business day")
+    monkeypatch.setenv("RTC_CHAT_BURST", "5")
+    monkeypatch.setenv("RTC_CHAT_ATTACHMENT_MAX_BYTES", "2048")
+    settings = Settings(data_dir=tmp_path)
+    limits = ChatLimits.from_settings(settings)
+    assert (limits.reply_time, limits.burst) == ("within 1 business day", 5.0)
+    assert limits.messages_per_second == 2.0
+    assert settings.chat_attachment_max_bytes == 2048

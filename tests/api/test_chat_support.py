@@ -21,9 +21,8 @@ from sqlmodel import select
 from rtc_server.app import create_app
 from rtc_server.audit import AuditEvent
 from rtc_server.auth.models import Role, User
-from rtc_server.chat.config import ChatLimits
 from rtc_server.chat.models import Message
-from rtc_server.chat.wiring import ensure_chat
+from rtc_server.chat.runtime import ChatLimits
 from rtc_server.config import Settings
 from rtc_server.records.models import Practitioner
 from tests.harness import create_patient, create_signed_in_user, csrf_client
@@ -34,8 +33,8 @@ ROOMY = ChatLimits(messages_per_second=1000, burst=1000, unread_notice_seconds=0
 
 @pytest_asyncio.fixture
 async def app(settings: Settings) -> AsyncIterator[Any]:
-    """The app with messaging (``ensure_chat`` adds it until app.py lists it)."""
-    application = ensure_chat(create_app(settings))
+    """The app, with limits roomy enough for tests that are not about the rate."""
+    application = create_app(settings)
     async with application.router.lifespan_context(application):
         application.state.chat.limits = ROOMY
         yield application

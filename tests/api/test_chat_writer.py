@@ -18,7 +18,6 @@ from sqlalchemy import func, select
 
 from rtc_server.app import create_app
 from rtc_server.chat.models import Message
-from rtc_server.chat.wiring import ensure_chat
 from rtc_server.chat.writer import Batcher, Draft, plan
 from tests.api.test_chat_support import (  # noqa: F401 (fixtures)
     ROOMY,
@@ -119,7 +118,7 @@ async def test_concurrent_senders_are_stored_in_few_transactions_with_gap_free_s
 
 @pytest_asyncio.fixture
 async def second_app(app, settings) -> AsyncIterator[Any]:
-    other = ensure_chat(create_app(settings))
+    other = create_app(settings)
     async with other.router.lifespan_context(other):
         other.state.chat.limits = ROOMY
         yield other

@@ -20,11 +20,9 @@ from playwright.async_api import Page, WebSocketRoute, expect
 from sqlalchemy import update
 from sqlmodel import select
 
-from rtc_server.app import create_app
 from rtc_server.auth.models import Role, User
 from rtc_server.auth.sessions import session_cookie_name
 from rtc_server.chat.models import Message
-from rtc_server.chat.wiring import ensure_chat
 from rtc_server.records.models import Patient, Practitioner
 from tests.browser.axe import assert_accessible
 from tests.browser.helpers import set_text_size, sideways_overflow
@@ -34,18 +32,6 @@ pytestmark = pytest.mark.browser
 
 PATIENT = "Maria Lopez"
 DOCTOR = "Dr. Ada Reyes"
-
-
-@pytest_asyncio.fixture
-async def live_server(tmp_path: Any, database_url: str, smtp: Any,
-                      monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
-    """The shared live server, with messaging wired in by ``chat.wiring.ensure_chat``
-    until ``app.py`` carries it (then ``ensure_chat`` changes nothing)."""
-    import tests.conftest as shared  # the module, for its ``running_server`` (not as a plugin)
-
-    monkeypatch.setattr(shared, "create_app", lambda settings, **kw: ensure_chat(create_app(settings, **kw)))
-    async with shared.running_server(tmp_path, database_url, smtp) as server:
-        yield server
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -165,10 +151,11 @@ async def test_patient_and_provider_message_each_other_live_with_typing_read_rec
     await compose.get_by_role("button", name="Send message").click()
     await expect(compose.locator(".field-error")).to_contain_text(["Choose what your message is about."])
     await compose.get_by_role("radio", name="Prescription refill request").check()
-    await expect(compose.get_by_role("link", name="prescription refill request form")).to_have_attribute(
+    await expect(compose.get_by_label("Medication")).to_be_visible()
+    await expect(compose.get_by_role("link", name="prescription refills page")).to_have_attribute(
         "href", "/app/refills.html")
     await compose.get_by_role("radio", name="Medical question").check()
-    await expect(compose.locator("#refill-callout")).to_be_hidden()
+    await expect(compose.locator("#refill-fields")).to_be_hidden()
     await compose.get_by_label("Subject").fill("Dose of lisinopril")
     await compose.get_by_label("Message", exact=True).fill("Can I take it with food?\nThanks, Maria")
     await assert_accessible(patient, phone=True)

@@ -6,9 +6,8 @@ nothing is delivered twice, and each side sees the other's messages in the
 order they were sent.
 
 Redis is a private ``redis-server`` on a free port (the machine's shared one
-must not be restarted). The servers are ``rtc-server serve`` once app.py
-carries messaging, until then ``bench/chat.py serve`` (the same uvicorn
-options, messaging wired in by ``chat.wiring.ensure_chat``).
+must not be restarted). The servers are ``bench/chat.py serve`` (``rtc-server
+serve``'s uvicorn options).
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from rtc_server.app import create_app
-from rtc_server.chat.wiring import ensure_chat
 from rtc_server.config import Settings
 from tests.api.test_chat_support import ROOMY, make_clinic, start, stored_messages
 from tests.ws.helpers import ORIGIN, Served, recv_json, serving
@@ -95,7 +94,7 @@ class Probe:
 
 @pytest_asyncio.fixture
 async def probe(settings: Settings, secrets_seen: set[str]) -> AsyncIterator[Probe]:
-    async with serving(settings, ensure_chat(create_app(settings))) as served:
+    async with serving(settings, create_app(settings)) as served:
         served.app.state.chat.limits = ROOMY
         clinic = await make_clinic(served.app, secrets_seen)
         conv = (await start(clinic.maria))["conversation"]["id"]

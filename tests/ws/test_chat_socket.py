@@ -19,9 +19,8 @@ from websockets.exceptions import ConnectionClosed
 
 from rtc_server.app import create_app
 from rtc_server.audit import AuditEvent
-from rtc_server.chat.config import ChatLimits
+from rtc_server.chat.runtime import ChatLimits
 from rtc_server.chat.shapes import MAX_BODY_CHARS
-from rtc_server.chat.wiring import ensure_chat
 from rtc_server.chat.ws import MAX_FRAME_BYTES
 from rtc_server.config import Settings
 from tests.api.test_chat_support import ROOMY, Clinic, Person, make_clinic, start, stored_messages
@@ -30,7 +29,7 @@ from tests.ws.helpers import Served, User, closed_with, open_socket, recv_json, 
 
 @pytest_asyncio.fixture
 async def served(settings: Settings) -> AsyncIterator[Served]:
-    async with serving(settings, ensure_chat(create_app(settings))) as s:
+    async with serving(settings, create_app(settings)) as s:
         s.app.state.chat.limits = ROOMY
         yield s
 

@@ -12,7 +12,11 @@ from rtc_server.portal.dashboard.shapes import DashboardOut
 
 async def get_dashboard(call: Call) -> Response:
     """Upcoming appointments, new lab results, messages, refill requests and what needs you."""
-    return json_response(await service.dashboard(call.db, call.actor, now=call.deps.clock()))
+    if call.session_opened:  # the session check read the database: hand its connection back
+        await call.db.rollback()  # (nothing was written) before the page waits for its audit batch
+    # No ORM session: the page's one statement on the instance's read pool.
+    return json_response(await service.dashboard_read(call.deps.session_factory, call.actor,
+                                                      now=call.deps.clock()))
 
 
 routes: list[BaseRoute] = [

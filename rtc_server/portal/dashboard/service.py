@@ -22,12 +22,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import DateTime, Float, Integer, String, bindparam, cast, func, literal, null, union_all
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rtc_server import audit
+from rtc_server.audit_writer import WRITER_INFO
 from rtc_server.auth.actor import Actor
-from rtc_server.db import as_utc
+from rtc_server.db import SessionFactory, as_utc, utcnow
 from rtc_server.portal.dashboard.shapes import (
     Action,
     DashAppointment,
@@ -38,6 +40,7 @@ from rtc_server.portal.dashboard.shapes import (
 from rtc_server.portal.labs.flags import flag_of
 from rtc_server.portal.labs.models import LabRelease, LabState
 from rtc_server.portal.records.access import own_patient
+from rtc_server.readpool import READ_POOL_INFO, ReadPool
 from rtc_server.records.models import (
     RELEASED_APPOINTMENT_STATUSES,
     Appointment,
@@ -90,6 +93,9 @@ def _fixed(values: Any) -> list[Any]:
     """A constant IN list as plain bound values: an expanding IN parameter would
     be re-rendered into the SQL on every execution."""
     return [literal(str(getattr(v, "value", v)), String) for v in values]
+
+
+_PAGE_PARAMETERS = ("patient_id", "user_id", "now")
 
 
 @functools.cache
@@ -162,6 +168,44 @@ async def dashboard(db: AsyncSession, actor: Actor, *, now: datetime) -> Dashboa
     conn = await db.connection()
     rows = (await conn.execute(_page_query(), {"patient_id": patient_id, "user_id": actor.user_id,
                                                "now": now})).all()
+    out = _page(rows, now)
+    # A read: its audit row goes through the instance's group-commit writer.
+    await audit.record_read(db, **_audit_values(actor, patient_id))
+    return out
+
+
+async def dashboard_read(factory: SessionFactory, actor: Actor, *, now: datetime) -> DashboardOut:
+    """``dashboard`` without an ORM session (the page patients open most): the one
+    statement on the instance's ``ReadPool`` (SQLite) or a pooled connection, then
+    the audit row through the instance's group-commit writer, committed before
+    this returns. ``factory`` is the app's session factory (engine, pool, writer)."""
+    info = factory.kw.get("info") or {}
+    writer = info.get(WRITER_INFO)
+    if writer is None or not writer.running:
+        async with factory() as db:
+            return await dashboard(db, actor, now=now)
+    patient_id = own_patient(actor, "dashboard.read")
+    params = {"patient_id": patient_id, "user_id": actor.user_id, "now": now}
+    pool: ReadPool | None = info.get(READ_POOL_INFO)
+    if pool is not None:
+        rows = await pool.all(pool.prepare(_page_query(), _PAGE_PARAMETERS), params)
+    else:
+        engine: AsyncEngine = factory.kw["bind"]
+        async with engine.connect() as conn:
+            rows = (await conn.execute(_page_query(), params)).all()
+    out = _page(rows, now)
+    # The row exactly as ``audit.record_read`` hands it to the writer.
+    await writer.write({"at": utcnow(), "outcome": "success", **_audit_values(actor, patient_id)})
+    return out
+
+
+def _audit_values(actor: Actor, patient_id: int) -> dict[str, Any]:
+    return {"action": "dashboard.read", "actor_id": actor.user_id, "actor_role": str(actor.role),
+            "patient_id": patient_id, "resource": f"patient:{patient_id}",
+            "request_id": actor.meta.request_id, "ip": actor.meta.ip}
+
+
+def _page(rows: Sequence[Any], now: datetime) -> DashboardOut:
     part: dict[str, list[Any]] = {"appointment": [], "result": [], "conversation": [], "refill": []}
     for row in rows:
         part[row.part].append(row)
@@ -183,18 +227,12 @@ async def dashboard(db: AsyncSession, actor: Actor, *, now: datetime) -> Dashboa
     refills = Section(available=RefillRequest is not None, items=[
         {"id": r.id, "medication": r.s1, "status": r.s2, "requested_at": as_utc(r.t1)}
         for r in sorted(part["refill"], key=lambda r: as_utc(r.t1) or now, reverse=True)])
-    out = DashboardOut(
+    return DashboardOut(
         appointments=appointments,
         upcoming_count=int(part["appointment"][0].total) if part["appointment"] else 0,
         new_results=new_results, messages=messages, refills=refills,
         actions=_actions(new_count, messages.unread, appointments, now), generated_at=now,
     )
-    # A read: its audit row goes through the instance's group-commit writer.
-    await audit.record_read(
-        db, action="dashboard.read", actor_id=actor.user_id, actor_role=str(actor.role),
-        patient_id=patient_id, resource=f"patient:{patient_id}", request_id=actor.meta.request_id,
-        ip=actor.meta.ip)
-    return out
 
 
 def _name(prefix: str | None, given: str, family: str, suffix: str | None) -> str:

@@ -93,6 +93,8 @@ _UNCLASSIFIED = (
            ~exists().where(col(LabRelease.observation_id) == col(Observation.id)))
 )
 _UNCLASSIFIED_OF = _UNCLASSIFIED.where(col(Observation.patient_id) == bindparam("patient_id", type_=Integer))
+#: The unclassified lab results of ``:patient_id`` (a patient read classifies them first).
+UNCLASSIFIED_OF = _UNCLASSIFIED_OF
 
 
 async def triage(

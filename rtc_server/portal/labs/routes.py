@@ -12,7 +12,10 @@ from rtc_server.portal.labs.shapes import LabDetailOut, LabsOut
 
 async def list_labs(call: Call) -> Response:
     """Your released lab results, by test, each with its history."""
-    return json_response(await service.list_labs(call.db, call.actor, now=call.deps.clock()))
+    if call.session_opened:  # the session check read the database: hand its connection back
+        await call.db.rollback()  # (nothing was written) before the list waits for its audit batch
+    body = await service.list_labs_read(call.deps.session_factory, call.actor, now=call.deps.clock())
+    return Response(body, media_type="application/json")
 
 
 async def read_lab(call: Call) -> Response:

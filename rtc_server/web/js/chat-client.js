@@ -286,18 +286,19 @@ class Chat {
   }
 
   /** Send a message; resolves to {id, seq, sent_at, client_id} once it is stored. */
-  send(conversationId, body, clientId) {
+  send(conversationId, body, clientId, attachments = []) {
     keepSignedIn();
     const earlier = this.pending.get(clientId);
     if (earlier) return earlier.promise;
-    const p = { conversationId, body, clientId, timer: null, http: false };
+    const p = { conversationId, body, clientId, attachments, timer: null, http: false };
     p.promise = new Promise((resolve, reject) => {
       p.resolve = resolve;
       p.reject = reject;
     });
     this.pending.set(clientId, p);
     const frame = { type: "send", conversation_id: conversationId, client_id: clientId, body, ref: clientId };
-    if (this.socket.send(frame)) {
+    // Files travel with their message over HTTP (socket frames carry text only).
+    if (!attachments.length && this.socket.send(frame)) {
       p.timer = window.setTimeout(() => this.viaHttp(p), ACK_TIMEOUT_MS);
     } else {
       this.viaHttp(p);
@@ -310,13 +311,15 @@ class Chat {
     p.http = true;
     window.clearTimeout(p.timer);
     try {
-      const out = await post(`/conversations/${p.conversationId}/messages`, { body: p.body, client_id: p.clientId });
+      const message = { body: p.body, client_id: p.clientId };
+      if (p.attachments && p.attachments.length) message.attachments = p.attachments;
+      const out = await post(`/conversations/${p.conversationId}/messages`, message);
       this.markSeen(p.conversationId, out.seq);
       this.settle(p, out);
     } catch (error) {
       if (error instanceof ApiError) {
         const retry = error.status === 0 || error.status === 429 || error.status >= 500;
-        const field = error.fields.find((f) => f.field === "body" || f.field.endsWith(".body"));
+        const field = error.fields.find((f) => ["body", "attachments"].includes(f.field) || f.field.endsWith(".body"));
         this.fail(p, new ChatError(error.code, field ? field.message : error.message, { retry, fields: error.fields }));
       } else {
         this.fail(p, new ChatError("failed", "The message could not be sent.", { retry: true }));
@@ -369,6 +372,56 @@ export function keepSignedIn() {
   if (now - lastKeptAt < KEEP_SIGNED_IN_MS || now - lastApiCallAt() < KEEP_SIGNED_IN_MS) return;
   lastKeptAt = now;
   get("/auth/session").catch(() => {});
+}
+
+// --- attachments ----------------------------------------------------------------------------------
+
+function csrfCookie() {
+  for (const part of document.cookie.split(";")) {
+    const [name, ...rest] = part.trim().split("=");
+    if (name === "__Host-rtc_csrf" || name === "rtc_csrf") return decodeURIComponent(rest.join("="));
+  }
+  return null;
+}
+
+/**
+ * Upload `file` (a File) to attach to a message: its bytes are the request body, its name
+ * goes in the query (the server judges the type by the bytes). Resolves to
+ * {id, name, content_type, size}; rejects with an ApiError whose message says what is wrong.
+ */
+export async function uploadAttachment(file) {
+  let token = csrfCookie();
+  if (!token) {
+    const answer = await get("/auth/csrf");
+    token = csrfCookie() || (answer && answer.csrf_token);
+  }
+  let response;
+  try {
+    response = await fetch(`/api/v1/conversations/attachments?name=${encodeURIComponent(file.name || "file")}`, {
+      method: "POST", body: file, credentials: "same-origin", cache: "no-store",
+      headers: { Accept: "application/json", "Content-Type": "application/octet-stream", "X-CSRF-Token": token || "" },
+    });
+  } catch {
+    throw new ApiError(0, "network_error", "Could not reach the server. Check your connection and try again.");
+  }
+  let payload = null;
+  try {
+    payload = await response.json();
+  } catch {
+    payload = null;
+  }
+  if (response.ok && payload) return payload;
+  const err = payload && payload.error ? payload.error : {};
+  const field = Array.isArray(err.fields) && err.fields.length ? err.fields[0].message : null;
+  throw new ApiError(response.status, String(err.code || `http_${response.status}`),
+    field || err.message || "The file could not be uploaded.", err.fields || []);
+}
+
+/** "1.2 MB", "830 KB": a size people read. */
+export function fileSize(bytes) {
+  if (bytes >= 1024 * 1024) return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KB`;
+  return `${bytes} bytes`;
 }
 
 /** The page's chat client (one per page, on the page's one socket). */

@@ -10,7 +10,8 @@
 import { get, post, ApiError } from "./api.js";
 import { h, replaceChildren, timeElement, focusElement, uniqueId, notice } from "./dom.js";
 import { clearErrors, showFieldError } from "./forms.js";
-import { getChat, newClientId, messageLength, keepSignedIn } from "./chat-client.js";
+import { onLiveEvent } from "./live-events.js";
+import { getChat, newClientId, messageLength, keepSignedIn, uploadAttachment, fileSize } from "./chat-client.js";
 
 const TYPING_SHOWN_MS = 5000;
 const TYPING_EVERY_MS = 3000;
@@ -18,6 +19,52 @@ const POLL_MS = 15000;
 const ANNOUNCE_AFTER_MS = 1200;
 const PAGE = 50;
 const ROLE_WORDS = { provider: "Provider", staff: "Care team", patient: "Patient", admin: "Clinic" };
+/** What people call each accepted kind of file. */
+const KIND_WORDS = {
+  "image/png": "PNG image", "image/jpeg": "JPEG image", "image/gif": "GIF image",
+  "image/webp": "WebP image", "application/pdf": "PDF document",
+};
+const ACCEPTED_WORDS = "a PNG, JPEG, GIF or WebP image, or a PDF document";
+const REFILL_STATUS = {
+  requested: { label: "Requested", badge: "" },
+  approved: { label: "Approved", badge: "badge--success" },
+  sent: { label: "Sent to pharmacy", badge: "badge--success" },
+  denied: { label: "Denied", badge: "badge--danger" },
+  cancelled: { label: "Withdrawn", badge: "badge--warning" },
+};
+/** Events on the user's channel that mean a refill request changed (patient, prescriber). */
+const REFILL_EVENTS = new Set(["refill", "refill_queue"]);
+
+/** The refill request a conversation carries, with its status and history. */
+function refillCard(r, me) {
+  const status = REFILL_STATUS[r.status] || { label: r.status, badge: "" };
+  const headingId = uniqueId("refill-card");
+  const rows = [
+    ["Medication", [r.medication_name, r.dosage].filter(Boolean).join(" · ")],
+    ["Pharmacy", r.pharmacy ? r.pharmacy.name : ""],
+    r.note ? ["Note", r.note] : null,
+    r.provider ? ["Provider", r.provider] : null,
+    r.decision_note ? [r.status === "denied" ? "Reason" : "Provider's note", r.decision_note] : null,
+  ].filter(Boolean);
+  return h("section", { class: "refill-card", "aria-labelledby": headingId, dataset: { refillStatus: r.status } },
+    h("h3", { id: headingId, class: "refill-card__title" }, "Refill request ",
+      h("span", { class: `badge ${status.badge}`, text: status.label })),
+    h("dl", { class: "refill-card__facts" }, rows.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
+    h("ol", { class: "timeline", "aria-label": "Progress of the request" }, r.steps.map((step) =>
+      h("li", {}, `${(REFILL_STATUS[step.status] || { label: step.status }).label} `, timeElement(step.at)))),
+    me.role === "patient" ? null
+      : h("p", {}, h("a", { href: "/console/refills.html", text: "Approve or deny it in the refill queue" })));
+}
+const MAX_FILES = 5;
+
+/** Download links for a message's files (each name shown as text). */
+export function attachmentList(files) {
+  if (!files || !files.length) return null;
+  return h("ul", { class: "msg__files", "aria-label": "Attached files" },
+    ...files.map((f) => h("li", {},
+      h("a", { href: `/api/v1/conversations/attachments/${f.id}`, download: f.name, class: "msg__file", text: f.name }),
+      h("span", { class: "hint", text: ` (${KIND_WORDS[f.content_type] || "file"}, ${fileSize(f.size)})` }))));
+}
 
 /** What a status shows on the person's own message. */
 const STATE_TEXT = { sending: "Sending…", sent: "Sent", delivered: "Delivered", read: "Read" };
@@ -33,6 +80,117 @@ function shorten(text, max = 140) {
 }
 
 /**
+ * An "Attach a file" field (a labelled file input, keyboard and screen-reader friendly as
+ * the browser makes it): each chosen file is checked (kind, size) and refused in words, or
+ * uploaded at once and listed with its size, state and a Remove button. `getForm()` is the
+ * form it sits in (errors show under the field).
+ * Returns {field, ready(), clear(), restore(uploads)}: `ready()` waits for uploads in flight
+ * and resolves to the uploads to send, or null (after showing why) when one failed.
+ */
+export function attachField({ maxFileBytes = 10 * 1024 * 1024, getForm }) {
+  const fileId = uniqueId("attach");
+  const fileInput = h("input", {
+    type: "file", id: fileId, name: "file", multiple: true, class: "composer__file",
+    accept: "image/png,image/jpeg,image/gif,image/webp,application/pdf,.png,.jpg,.jpeg,.gif,.webp,.pdf",
+    "aria-describedby": `${fileId}-hint`,
+  });
+  const fileList = h("ul", { class: "composer__files", "aria-label": "Files to send", "aria-live": "polite" });
+  const attached = []; // {file, li, state: "uploading"|"ready"|"failed", upload: {id,...}, promise}
+  const field = h("div", { class: "field composer__attach" },
+    h("label", { for: fileId, text: "Attach a file" }),
+    h("p", { class: "hint", id: `${fileId}-hint`,
+      text: `Optional. ${ACCEPTED_WORDS[0].toUpperCase()}${ACCEPTED_WORDS.slice(1)}, up to ${fileSize(maxFileBytes)} each; at most ${MAX_FILES} files.` }),
+    fileInput, fileList);
+
+  function drawAttached(item) {
+    const remove = h("button", { type: "button", class: "button button--secondary button--small", text: "Remove" });
+    remove.setAttribute("aria-label", `Remove ${item.file.name}`);
+    remove.addEventListener("click", () => {
+      const at = attached.indexOf(item);
+      if (at >= 0) attached.splice(at, 1);
+      item.li.remove();
+      fileInput.focus();
+    });
+    const state = item.state === "uploading" ? "uploading…"
+      : item.state === "failed" ? `not attached: ${item.error}` : "attached";
+    replaceChildren(item.li, h("span", { class: "composer__file-name", text: item.file.name }),
+      h("span", { class: "hint", text: ` (${fileSize(item.file.size)}) ${state} ` }), remove);
+    item.li.dataset.state = item.state;
+  }
+
+  function problemWith(file) {
+    const known = Object.keys(KIND_WORDS).includes(file.type) || /\.(png|jpe?g|gif|webp|pdf)$/i.test(file.name);
+    if (!known) return `“${file.name}” cannot be attached: only ${ACCEPTED_WORDS} can be sent.`;
+    if (file.size > maxFileBytes) {
+      return `“${file.name}” is ${fileSize(file.size)}; a file can be at most ${fileSize(maxFileBytes)}.`;
+    }
+    if (!file.size) return `“${file.name}” is empty.`;
+    return null;
+  }
+
+  function add(item) {
+    attached.push(item);
+    fileList.append(item.li);
+    drawAttached(item);
+  }
+
+  fileInput.addEventListener("change", () => {
+    const form = getForm();
+    clearErrors(form);
+    const problems = [];
+    for (const file of Array.from(fileInput.files || [])) {
+      if (attached.length >= MAX_FILES) {
+        problems.push(`At most ${MAX_FILES} files can go in one message.`);
+        break;
+      }
+      const problem = problemWith(file);
+      if (problem) {
+        problems.push(problem);
+        continue;
+      }
+      const item = { file, li: h("li", {}), state: "uploading" };
+      add(item);
+      item.promise = uploadAttachment(file).then((upload) => {
+        item.upload = upload;
+        item.state = "ready";
+        drawAttached(item);
+      }, (error) => {
+        item.state = "failed";
+        item.error = error.message;
+        drawAttached(item);
+        showFieldError(form, "file", `“${file.name}”: ${error.message}`);
+      });
+    }
+    fileInput.value = "";
+    if (problems.length) showFieldError(form, "file", problems.join(" "));
+    keepSignedIn();
+  });
+
+  return {
+    field,
+    async ready() {
+      await Promise.all(attached.map((item) => item.promise));
+      if (attached.some((item) => item.state === "failed")) {
+        showFieldError(getForm(), "file", "Remove the files that could not be attached, or choose them again.");
+        fileInput.focus();
+        return null;
+      }
+      return attached.map((item) => item.upload);
+    },
+    clear() {
+      attached.splice(0);
+      replaceChildren(fileList);
+    },
+    restore(uploads) {
+      for (const upload of uploads) {
+        add({ file: { name: upload.name, size: upload.size }, li: h("li", {}), state: "ready", upload,
+          promise: Promise.resolve() });
+      }
+    },
+  };
+}
+
+/**
  * Draw conversation `conversationId` into `container` and follow it live.
  * Options: `me` (the session's user), `labels` (category value -> label), `maxChars`,
  * `beforeComposer(detail)` (a node above the message box, e.g. the reply-time notice),
@@ -42,7 +200,7 @@ function shorten(text, max = 140) {
  * Resolves to {destroy, refresh, detail()} once the conversation is on screen.
  */
 export async function mountConversation(container, options) {
-  const { me, conversationId: cid, labels = {}, maxChars = 4000 } = options;
+  const { me, conversationId: cid, labels = {}, maxChars = 4000, maxFileBytes = 10 * 1024 * 1024 } = options;
   const chat = getChat();
   const items = new Map(); // seq -> {li, mine, status, clientId}
   const waiting = new Map(); // client id -> own message not yet stored
@@ -63,6 +221,8 @@ export async function mountConversation(container, options) {
   const title = h("h2", { id: titleId, class: "conversation__title", tabindex: "-1" });
   const meta = h("p", { class: "conversation__meta" });
   const actionsSlot = h("div", { class: "conversation__actions" });
+  const refillSlot = h("div", { class: "conversation__refill" });
+  let refillStatus = null;
   const statusSlot = h("div", { class: "conversation__status" });
   const earlier = h("div", { class: "conversation__earlier" });
   const log = h("ol", { class: "message-log", id: "message-log", "aria-labelledby": titleId });
@@ -72,7 +232,7 @@ export async function mountConversation(container, options) {
     "Live updates are paused while the connection is down. Your messages are still sent, and new ones are checked every 15 seconds.");
   const composerSlot = h("div", { class: "conversation__composer" });
   const section = h("section", { class: "conversation card", "aria-labelledby": titleId, dataset: { conversationId: String(cid) } },
-    options.backLink || null, title, meta, actionsSlot, statusSlot, earlier, log, typingLine, connection, composerSlot, announcer);
+    options.backLink || null, title, meta, actionsSlot, refillSlot, statusSlot, earlier, log, typingLine, connection, composerSlot, announcer);
 
   // --- the composer ---------------------------------------------------------------------------
 
@@ -83,11 +243,13 @@ export async function mountConversation(container, options) {
   });
   const count = h("p", { class: "hint composer__count", id: `${bodyId}-count` });
   const sendButton = h("button", { type: "submit", class: "button", text: "Send" });
+  const files = attachField({ maxFileBytes, getForm: () => form });
   const form = h("form", { class: "composer", novalidate: true, "aria-label": "Write a message" },
     h("div", { class: "field" },
       h("label", { for: bodyId, text: "Your message" }),
       h("p", { class: "hint", id: `${bodyId}-hint`, text: "Sent as plain text. Press Ctrl+Enter to send." }),
       textarea, count),
+    files.field,
     h("div", { class: "form-actions" }, sendButton));
 
   function updateCount() {
@@ -115,13 +277,17 @@ export async function mountConversation(container, options) {
       form.requestSubmit();
     }
   });
-  form.addEventListener("submit", (event) => {
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearErrors(form);
     const text = textarea.value;
     const n = messageLength(text);
     let problem = null;
-    if (!text.trim()) problem = "Write a message first.";
+    sendButton.disabled = true;
+    const uploads = await files.ready();
+    sendButton.disabled = false;
+    if (uploads === null) return;
+    if (!text.trim() && !uploads.length) problem = "Write a message first.";
     else if (n > maxChars) {
       problem = `A message can be at most ${maxChars} characters; this one has ${n}. Split it into several messages.`;
     }
@@ -130,7 +296,8 @@ export async function mountConversation(container, options) {
       textarea.focus();
       return;
     }
-    const own = addOwn(text, newClientId());
+    const own = addOwn(text, newClientId(), uploads);
+    files.clear();
     textarea.value = "";
     lastTypingSent = 0;
     updateCount();
@@ -164,7 +331,8 @@ export async function mountConversation(container, options) {
         h("span", { class: "msg__who", text: who }),
         role ? h("span", { class: "msg__role", text: ` · ${role}` }) : null,
         h("span", { class: "msg__when" }, " · ", m.sent_at ? timeElement(m.sent_at) : h("span", { text: "now" }))),
-      h("p", { class: "msg__body", text: m.body }),
+      m.body ? h("p", { class: "msg__body", text: m.body }) : null,
+      attachmentList(m.attachments),
       status);
     return { li, status };
   }
@@ -205,10 +373,10 @@ export async function mountConversation(container, options) {
     if (follow) li.scrollIntoView({ block: "nearest" });
   }
 
-  function addOwn(text, clientId) {
-    const { li, status } = messageLi({ body: text, sent_at: null }, true);
+  function addOwn(text, clientId, files = []) {
+    const { li, status } = messageLi({ body: text, sent_at: null, attachments: files }, true);
     li.dataset.clientId = clientId;
-    const entry = { li, status, mine: true, clientId, body: text, seq: null, state: "sending" };
+    const entry = { li, status, mine: true, clientId, body: text, files, seq: null, state: "sending" };
     waiting.set(clientId, entry);
     placeLi(li, null);
     showState(entry);
@@ -219,7 +387,7 @@ export async function mountConversation(container, options) {
   function deliver(entry) {
     entry.state = "sending";
     showState(entry);
-    chat.send(cid, entry.body, entry.clientId).then(
+    chat.send(cid, entry.body, entry.clientId, (entry.files || []).map((f) => f.id)).then(
       (out) => stored(entry, out),
       (error) => {
         entry.state = "failed";
@@ -266,6 +434,7 @@ export async function mountConversation(container, options) {
       waiting.delete(entry.clientId);
       entry.li.remove();
       textarea.value = entry.body;
+      files.restore(entry.files || []);
       updateCount();
       textarea.focus();
     });
@@ -297,7 +466,8 @@ export async function mountConversation(container, options) {
     const batch = heard.splice(0);
     if (!batch.length) return;
     const from = [...new Set(batch.map((m) => m.sender_name || names.get(m.sender_id) || "your care team"))];
-    if (batch.length === 1) say(`New message from ${from[0]}: ${shorten(batch[0].body)}`);
+    const gist = (m) => m.body ? shorten(m.body) : `${(m.attachments || []).length} file(s) attached`;
+    if (batch.length === 1) say(`New message from ${from[0]}: ${gist(batch[0])}`);
     else say(`${batch.length} new messages from ${from.join(" and ")}.`);
   }
 
@@ -358,6 +528,13 @@ export async function mountConversation(container, options) {
       h("span", { class: `badge ${d.status === "open" ? "badge--success" : ""}`, text: d.status === "open" ? "Open" : "Closed" }),
       d.archived ? [" ", h("span", { class: "badge", text: "Archived" })] : null);
     replaceChildren(actionsSlot, options.actions ? options.actions(d, view) : null);
+    replaceChildren(refillSlot, d.refill ? refillCard(d.refill, me) : null);
+    if (d.refill) {
+      if (refillStatus && refillStatus !== d.refill.status) {
+        say(`The refill request is now: ${(REFILL_STATUS[d.refill.status] || { label: d.refill.status }).label}.`);
+      }
+      refillStatus = d.refill.status;
+    }
     if (gone) return;
     if (d.status === "open") {
       if (!composerSlot.contains(form)) {
@@ -461,6 +638,11 @@ export async function mountConversation(container, options) {
     chat.on("read", (f) => mineHere(f) && noteReceipt("read", f.user_id, f.seq)),
     chat.on("delivered", (f) => mineHere(f) && noteReceipt("delivered", f.user_id, f.seq)),
     chat.on("conversation", (f) => mineHere(f) && refresh().catch(() => {})),
+    onLiveEvent([...REFILL_EVENTS], (event) => {
+      if (REFILL_EVENTS.has(event.kind) && detail && detail.refill && event.id === detail.refill.id) {
+        refresh().catch(() => {});
+      }
+    }),
     chat.on("unfollowed", (f) => mineHere(f) && lostAccess(
       "This conversation was routed to another provider. You can no longer see new messages in it.")),
     chat.on("error", (f) => {

@@ -221,6 +221,7 @@ async function showConversation(id) {
   try {
     state.view = await withLoading(area, "the conversation", () => mountConversation(area, {
       me: state.me, conversationId: id, labels: state.labels, maxChars: state.maxChars,
+      maxFileBytes: state.maxFileBytes,
       backLink, whenClosed: closedNotice, actions: conversationActions,
       onChange: (d) => {
         document.title = document.title.replace(/^[^·]*·/, `${d.patient.name}: ${d.subject} ·`);
@@ -252,6 +253,7 @@ if (session) {
   if (info) {
     state.labels = Object.fromEntries(info.categories.map((c) => [c.value, c.label]));
     state.maxChars = info.max_chars;
+    state.maxFileBytes = info.attachment_max_bytes;
     const chat = getChat();
     watchUnread((counts) => showUnreadOnLink(document.querySelector(`#console-nav a[href="${BASE}"]`), counts.total));
     let soon = null;
@@ -270,10 +272,8 @@ if (session) {
       window.clearInterval(poll);
       poll = window.setInterval(listLater, 30000);
     });
-    if (state.me.role === "staff") {
-      // Staff are told of conversations they have opened; new ones show up on this round.
-      window.setInterval(listLater, 30000);
-    }
+    // New conversations arrive as chat.conversation events: to their members, and to
+    // every staff page (the clinic's shared channel).
     await show();
   }
 }

@@ -1,18 +1,19 @@
 // /app/messages.html (Messaging tab): the patient's conversations with their care team,
 // unread counts and archive; New Message (category, subject, text; the page says it is not
 // for emergencies, gives the emergency number and the clinic's usual reply time before
-// anything is sent; refills point to the refill form); and one conversation, live.
+// anything is sent; a refill request shows the refill form: medication, pharmacy, note, made
+// with the refill API and carried by its conversation); and one conversation, live.
 //
 // One page, three views chosen by the address: ?c=<id> a conversation, ?new=1 (and
 // &category=…) New Message, ?archived=1 the archived ones, nothing the inbox. Moving between
 // them keeps the page (and its socket); the links are real links all the same.
 
 import { initPortal, withLoading } from "../portal.js";
-import { get, post, ApiError } from "../api.js";
+import { api, get, post, ApiError } from "../api.js";
 import { h, replaceChildren, focusElement, timeElement, notice, announce } from "../dom.js";
 import { handleSubmit } from "../forms.js";
 import { getChat, newClientId, messageLength, badgeMessagingTab, CHAT_EVENT_KINDS } from "../chat-client.js";
-import { mountConversation, setArchived, pageStatus, followViewLinks } from "../chat-view.js";
+import { mountConversation, setArchived, pageStatus, followViewLinks, attachField } from "../chat-view.js";
 import { clinicInfo, applyClinic } from "../shell.js";
 
 const $ = (id) => document.getElementById(id);
@@ -27,6 +28,9 @@ const state = {
   archived: false,
   offset: 0,
   composeClientId: newClientId(),
+  refillKey: newClientId(), // Idempotency-Key of the refill request being made
+  refillOptions: null, // {medications, pharmacies} once loaded
+  composeFiles: null, // the New Message form's "Attach a file" field
   refreshUnread: null,
 };
 
@@ -216,26 +220,84 @@ function showCompose(category) {
   if (category && document.getElementById(`category-${category}`)) {
     document.getElementById(`category-${category}`).checked = true;
   }
-  $("refill-callout").hidden = chosenCategory() !== "refill";
+  composeMode();
   focusElement($("compose-heading"));
+}
+
+/** A refill request shows the refill form instead of subject and message. */
+function composeMode() {
+  const refill = chosenCategory() === "refill";
+  $("refill-fields").hidden = !refill;
+  $("message-fields").hidden = refill;
+  if (refill && !state.refillOptions) loadRefillOptions().catch(() => {});
+}
+
+function medicationOption(med) {
+  const why = med.controlled ? " (controlled substance: call the clinic for this refill)"
+    : med.open_request_id ? " (a request is already waiting)" : "";
+  const detail = med.dosage ? ` · ${med.dosage}` : "";
+  return h("option", { value: String(med.id), disabled: Boolean(why), text: `${med.name}${detail}${why}` });
+}
+
+async function loadRefillOptions() {
+  const [page, directory] = await withLoading($("refill-load"), "your medications",
+    () => Promise.all([get("/refills"), get("/pharmacies", { query: { limit: 50 } })]));
+  state.refillOptions = { page };
+  const meds = page.medications;
+  replaceChildren($("refill-medication"), h("option", { value: "", text: meds.length ? "Choose a medication" : "No active medications on file" }),
+    meds.map(medicationOption));
+  const preferred = page.preferred_pharmacy;
+  const others = directory.filter((p) => !preferred || p.id !== preferred.id);
+  const label = (p) => `${p.name} · ${[p.address_line, p.city].filter(Boolean).join(", ")}`;
+  replaceChildren($("refill-pharmacy"), h("option", { value: "", text: "Choose a pharmacy" }),
+    preferred ? h("option", { value: String(preferred.id), selected: true, text: `${label(preferred)} (your usual pharmacy)` }) : null,
+    others.map((p) => h("option", { value: String(p.id), text: label(p) })));
+}
+
+/** Make the refill request (the refill API), then the conversation that carries it. */
+async function startRefill(data) {
+  const select = $("refill-medication");
+  const medName = select.selectedOptions[0] ? select.selectedOptions[0].textContent.split(" · ")[0] : "medication";
+  const pharmacy = $("refill-pharmacy").selectedOptions[0];
+  const note = $("refill-note").value.trim();
+  const refill = await api("/refills", { method: "POST", headers: { "Idempotency-Key": state.refillKey },
+    body: { medication_id: Number(data.medication_id), pharmacy_id: Number(data.pharmacy_id), note: note || null } });
+  const body = `Please refill ${refill.medication_name}, to be sent to ${refill.pharmacy.name}.${note ? `\n${note}` : ""}`;
+  const started = await post("/conversations", {
+    category: "refill", subject: `Refill: ${refill.medication_name || medName}`.slice(0, 120), body,
+    client_id: state.composeClientId, refill_request_id: refill.id,
+  });
+  state.refillKey = newClientId();
+  state.refillOptions = null; // the medication now has an open request
+  return started;
 }
 
 function wireCompose() {
   const form = $("compose-form");
+  state.composeFiles = attachField({ maxFileBytes: state.info.attachment_max_bytes, getForm: () => form });
+  $("compose-attach").replaceWith(state.composeFiles.field);
   form.addEventListener("change", (event) => {
-    if (event.target.name === "category") $("refill-callout").hidden = event.target.value !== "refill";
+    if (event.target.name === "category") composeMode();
   });
   $("compose-body").addEventListener("input", updateComposeCount);
   handleSubmit(form, async (data) => {
-    const started = await post("/conversations", {
-      category: data.category, subject: data.subject, body: $("compose-body").value,
-      client_id: state.composeClientId,
-    });
+    let started;
+    if (data.category === "refill") {
+      started = await startRefill(data);
+    } else {
+      const uploads = await state.composeFiles.ready();
+      if (uploads === null) return;
+      started = await post("/conversations", {
+        category: data.category, subject: data.subject, body: $("compose-body").value,
+        client_id: state.composeClientId, attachments: uploads.map((u) => u.id),
+      });
+      state.composeFiles.clear();
+    }
     // The next message is a new one; a retry of this one (same id) would not start another.
     state.composeClientId = newClientId();
     form.reset();
     updateComposeCount();
-    $("refill-callout").hidden = true;
+    composeMode();
     setPageStatus("success", "Your message was sent to your care team.");
     announce("Your message was sent.");
     go(`${BASE}?c=${started.conversation.id}`);
@@ -249,6 +311,7 @@ function wireCompose() {
       }
       return problems;
     },
+    fieldForCode: { controlled_substance: "medication_id", already_requested: "medication_id" },
   });
 }
 
@@ -292,6 +355,7 @@ async function showConversation(id) {
   try {
     state.view = await withLoading(area, "the conversation", () => mountConversation(area, {
       me: state.me, conversationId: id, labels: state.labels, maxChars: state.info ? state.info.max_chars : 4000,
+      maxFileBytes: state.info ? state.info.attachment_max_bytes : undefined,
       backLink, beforeComposer: replyNotice, whenClosed: closedNotice, actions: conversationActions,
       onChange: (d) => {
         document.title = document.title.replace(/^[^·]*·/, `${d.subject} ·`);

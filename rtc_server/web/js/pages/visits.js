@@ -47,7 +47,13 @@ function pastItem(item) {
     h("div", {},
       h("p", {}, h("strong", { text: when(item.started_at || item.scheduled_start || item.ended_at) })),
       h("p", { class: "muted", text: `With ${item.practitioner.name}` }),
-      item.participants.length ? h("p", { class: "small", text: `Took part: ${item.participants.join(", ")}` }) : null));
+      item.participants.length ? h("p", { class: "small", text: `Took part: ${item.participants.join(", ")}` }) : null,
+      item.message_count
+        ? h("p", { class: "small" }, h("a", {
+          href: `/visit.html?visit=${encodeURIComponent(item.visit_id)}`,
+          text: `Read the visit's chat (${item.message_count} message${item.message_count === 1 ? "" : "s"})`,
+        }))
+        : null));
 }
 
 const state = { data: { upcoming: [], past: [] } };

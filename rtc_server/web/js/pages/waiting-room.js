@@ -3,6 +3,8 @@
 // them (the provider then joins the visit room) or send a short note ("running 10 minutes
 // late"). An arrival plays a sound and is announced. Staff pick a provider and watch
 // (admitting is the provider's). Updates come from /ws/v1/visit (`watch_queue`).
+// A provider may also start a video visit at once with one of their own patients
+// (found with the console's patient search; POST /visits) and go straight into its room.
 
 import { initPortal, withLoading } from "../portal.js";
 import { get, post } from "../api.js";
@@ -143,6 +145,52 @@ async function pickProvider() {
   state.practitionerId = list.length ? list[0].id : null;
 }
 
+// --- start a visit now (providers) ---------------------------------------------------------
+
+function patientChoice(p, index) {
+  const id = `start-patient-${p.id}`;
+  const born = new Date(`${p.birth_date}T00:00:00`).toLocaleDateString();
+  return h("div", { class: "check" },
+    h("input", { type: "radio", id, name: "patient_id", value: String(p.id), checked: index === 0 ? true : null }),
+    h("label", { for: id }, h("span", { text: p.name }), ` (born ${born}${p.mrn ? `, MRN ${p.mrn}` : ""})`));
+}
+
+function wireStart() {
+  $("start-visit").hidden = false;
+  const result = $("find-result");
+  $("find-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const q = $("find-patient").value.trim();
+    $("start-form").hidden = true;
+    if (q.length < 2) {
+      replaceChildren(result, notice("warning", h("p", { text: "Type at least two letters of a name, or an MRN." })));
+      return;
+    }
+    let hits;
+    try {
+      hits = await get("/console/patients", { query: { q } });
+    } catch (error) {
+      replaceChildren(result, notice("warning", h("p", { text: error.message })));
+      return;
+    }
+    // Only your own patients: a visit cannot be started with anyone else's.
+    const mine = hits.filter((p) => p.access === "care_team");
+    if (!mine.length) {
+      replaceChildren(result, notice("info", h("p", { text: "None of your patients matches. Check the spelling, or search by MRN." })));
+      return;
+    }
+    replaceChildren(result, h("p", { text: `${mine.length} of your patients match${mine.length === 1 ? "es" : ""}.` }));
+    replaceChildren($("start-patients"), mine.map(patientChoice));
+    $("start-form").hidden = false;
+  });
+  handleSubmit($("start-form"), async (values) => {
+    const body = { patient_id: Number(values.patient_id) };
+    if (values.reason) body.reason = values.reason;
+    const visit = await post("/visits", body);
+    window.location.assign(`/visit.html?visit=${visit.id}&join=1`);
+  });
+}
+
 // --- waiting-room displays ----------------------------------------------------------------
 
 function displayItem(d) {
@@ -198,6 +246,7 @@ async function main() {
     return;
   }
   watch();
+  if (state.role === "provider") wireStart();
   wireDisplays();
   // Wait times tick on screen without asking the server.
   window.setInterval(() => {

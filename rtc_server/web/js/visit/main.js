@@ -4,7 +4,10 @@
 // connection test) → check-in (reason, pharmacy, consent) → the waiting room
 // (place in line and estimated wait, live; notes from the provider) → the call
 // once admitted → ended. Provider: devices → join the visit room → admit people
-// waiting → end the visit for everyone.
+// waiting → invite a guest (a single-use link) → end the visit for everyone.
+// Guest (?guest=1, after /join.html redeemed their link; no portal session): devices →
+// the waiting room → the call once admitted. A guest sees only the provider's name and
+// the patient's first name, nothing of the record.
 //
 // Live updates come from /ws/v1/visit (docs/visits.md); what they announce is
 // read from the API. While the page is in the waiting room or the call it calls
@@ -19,6 +22,7 @@ import { LocalMedia, playChime } from "./media.js";
 import { CallSession } from "./call.js";
 import { Tiles } from "./tiles.js";
 import { runConnectionTest } from "./devicecheck.js";
+import { VisitChat, messageItem, transcript } from "./chat.js";
 
 const $ = (id) => document.getElementById(id);
 const SECTIONS = ["precheck", "checkin", "waiting", "call", "ended", "start-call"];
@@ -38,7 +42,9 @@ const state = {
   relayed: false,
   watching: false,
   devices: null, // resolves once the camera and microphone are started (or known missing)
+  chat: null,
   starting: false,
+  over: false, // the visit ended, or this guest was removed: nothing reopens the call
 };
 
 function show(...ids) {
@@ -139,7 +145,13 @@ function openSocket() {
   socket.onState((s) => {
     if (s === "reconnecting") status("warning", "Reconnecting to the clinic…");
     else if (s === "open") status(null, "");
-    else if (s === "closed") status("error", "You were signed out. Please log in again to rejoin the visit.");
+    else if (s === "closed") {
+      status("error", state.role === "guest"
+        ? "Your access to this visit has ended."
+        : "You were signed out. Please log in again to rejoin the visit.");
+      // A guest's session ends with the visit, or when they are removed: show it plainly.
+      if (state.role === "guest" && $("ended").hidden) endedView("removed");
+    }
   });
   socket.on("event", (frame) => onRoomEvent(frame.event || {}));
   socket.on("resync", () => refresh());
@@ -151,6 +163,7 @@ function openSocket() {
       status("error", error.message);
     }
     refresh();
+    if (state.chat) state.chat.fetch(); // lines sent while the socket was away
   });
   socket.connect();
   return socket;
@@ -162,6 +175,10 @@ function onRoomEvent(event) {
     endedView("ended");
     return;
   }
+  if (event.kind === "visit.chat") {
+    if (state.chat) state.chat.fetch();
+    return;
+  }
   // Several events often arrive together: read once.
   window.clearTimeout(refreshTimer);
   refreshTimer = window.setTimeout(refresh, 100);
@@ -171,7 +188,7 @@ async function refresh() {
   if (!state.visitId) return;
   try {
     if (state.role === "provider") await refreshHost();
-    else await refreshPlace();
+    else await refreshPlace();  // patients and guests
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) status("error", "This visit could not be found.");
   }
@@ -186,6 +203,10 @@ async function loadPatient() {
   const item = listing.upcoming.find((u) =>
     (state.appointmentId && u.appointment_id === state.appointmentId) || (state.visitId && u.visit_id === state.visitId));
   if (!item) {
+    if (state.visitId && listing.past.some((p) => p.visit_id === state.visitId)) {
+      endedView("ended"); // a past visit: its record, with the chat
+      return true;
+    }
     status("error", "This video visit is not in your upcoming visits. It may have ended or been cancelled.");
     return false;
   }
@@ -240,7 +261,8 @@ function wireCheckIn() {
   });
   $("leave-waiting").addEventListener("click", async () => {
     await post(`/visits/${state.visitId}/leave`).catch(() => {});
-    window.location.assign("/app/visits.html");
+    if (state.role === "guest") endedView("left");
+    else window.location.assign("/app/visits.html");
   });
 }
 
@@ -272,7 +294,111 @@ function renderPlace(place) {
   }
 }
 
+// --- guest: invited by link ---------------------------------------------------------------
+
+async function loadGuest() {
+  const visit = await get(`/visits/${state.visitId}`);
+  state.visit = visit;
+  $("visit-with").textContent = `With ${visit.practitioner.name}`;
+  // The connection test and the portal's tabs are for people with an account.
+  $("connection-test").hidden = true;
+  $("chat-hint").textContent = "Everyone in the call reads it. You see the messages sent after you were let in.";
+  if (visit.status === "ended") {
+    endedView("ended");
+    return true;
+  }
+  openSocket();
+  show("precheck", "waiting");
+  $("waiting-heading").textContent = "You are waiting to be let in";
+  if (visit.my_state === "admitted") startCall();
+  return true;
+}
+
 // --- provider: host -----------------------------------------------------------------------
+
+function wireInvite() {
+  const panel = $("invite-panel");
+  if (!panel.hidden) return;
+  panel.hidden = false;
+  handleSubmit($("invite-form"), async (values) => {
+    const body = { label: values.label };
+    if (values.email) body.email = values.email;
+    const made = await post(`/visits/${state.visitId}/invites`, body);
+    $("invite-label").value = "";
+    $("invite-email").value = "";
+    const until = new Date(made.expires_at).toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
+    const link = h("input", { id: "invite-link", type: "text", readonly: true, value: made.url, class: "mono" });
+    const copy = h("button", { type: "button", class: "button button--small", text: "Copy link" });
+    copy.addEventListener("click", async () => {
+      link.select();
+      try {
+        await navigator.clipboard.writeText(made.url);
+        announce("Link copied.");
+      } catch {
+        announce("Select the link and copy it.");
+      }
+    });
+    replaceChildren($("invite-result"), notice("success",
+      h("p", {}, "Invitation for ", h("strong", { text: made.label }), `: it works once, until ${until}.`,
+        made.emailed ? " It was also sent by email." : ""),
+      h("div", { class: "field" }, h("label", { for: "invite-link", text: "Invitation link (shown only now)" }), link),
+      h("div", { class: "button-row" }, copy)));
+    refreshGuests();
+  });
+}
+
+// The provider's list of invitations not yet used (Revoke) and of guests who came
+// (Remove from visit). Names are labels the provider typed: inserted as text.
+async function refreshGuests() {
+  if (state.role !== "provider" || !state.visit) return;
+  let invites;
+  try {
+    invites = (await get(`/visits/${state.visitId}/invites`)).invites;
+  } catch {
+    return;
+  }
+  const pending = invites.filter((i) => i.state === "pending");
+  const guests = state.visit.participants.filter((p) => p.role === "guest" && p.state !== "left");
+  const time = (iso) => new Date(iso).toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
+  const act = (label, text, run) => {
+    const button = h("button", { type: "button", class: "button button--small button--secondary" },
+      label, h("span", { class: "visually-hidden", text: ` ${text}` }));
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        if (await run() === false) {
+          button.disabled = false;
+          return;
+        }
+      } catch (error) {
+        status("warning", error.message);
+        button.disabled = false;
+        return;
+      }
+      await refreshHost();
+      focusElement($("guests-heading"));
+    });
+    return button;
+  };
+  const items = [
+    ...pending.map((i) => h("li", { "data-invite": String(i.id) },
+      h("span", { text: `${i.label}: invitation not used yet (works until ${time(i.expires_at)}). ` }),
+      act("Revoke", `the invitation for ${i.label}`, async () => {
+        await post(`/visits/${state.visitId}/invites/${i.id}/revoke`);
+        announce(`The invitation for ${i.label} was revoked.`);
+      }))),
+    ...guests.map((p) => h("li", { "data-participant": String(p.id) },
+      h("span", { text: `${p.name}: ${p.state === "admitted" ? "in the visit" : "waiting"}. ` }),
+      act("Remove from visit", `(${p.name})`, async () => {
+        if (!window.confirm(`Remove ${p.name} from the visit? Their link will stop working.`)) return false;
+        await post(`/visits/${state.visitId}/participants/${p.id}/remove`);
+        announce(`${p.name} was removed from the visit.`);
+      }))),
+  ];
+  $("guests-panel").hidden = items.length === 0;
+  replaceChildren($("guests-list"), items);
+}
+
 
 async function loadHost() {
   const visit = await get(`/visits/${state.visitId}`);
@@ -314,6 +440,7 @@ async function refreshHost() {
     });
     return h("li", {}, h("span", { text: `${p.name} is waiting. ` }), button);
   }));
+  await refreshGuests();
 }
 
 async function endVisit() {
@@ -338,12 +465,13 @@ function encryptionText() {
 }
 
 async function startCall() {
-  if (state.call || state.starting) return;
+  if (state.call || state.starting || state.over) return;
   state.starting = true;
   show("call");
   // Join with the camera and microphone already on, so the first offer carries them.
   await state.devices;
   state.starting = false;
+  if (state.over) return; // ended (or the guest was removed) meanwhile
   const socket = openSocket();
   state.tiles = new Tiles($("stage"), $("stage-empty"), (video) => soundBlocked(video));
   const call = new CallSession({
@@ -394,7 +522,28 @@ async function startCall() {
   });
   state.call = call;
   call.start();
-  if (state.role === "provider") refreshHost();
+  openChat();
+  if (state.role === "provider") {
+    refreshHost();
+    wireInvite();
+  }
+}
+
+function openChat() {
+  $("chat").hidden = false;
+  if (!state.chat) {
+    state.chat = new VisitChat({
+      visitId: state.visitId, log: $("chat-log"), form: $("chat-form"), input: $("chat-text"), error: $("chat-error"),
+    });
+  }
+  state.chat.fetch();
+}
+
+async function showTranscript() {
+  if (state.role === "guest") return;
+  const lines = await transcript(state.visitId);
+  replaceChildren($("ended-chat-log"), lines.map(messageItem));
+  $("ended-chat").hidden = lines.length === 0;
 }
 
 function soundBlocked(video) {
@@ -472,8 +621,12 @@ function endedView(reason) {
   $("ended-text").textContent = texts[reason] || texts.ended;
   $("ended-link").href = state.role === "provider" ? "/console/waiting-room.html" : "/app/visits.html";
   $("ended-link").textContent = state.role === "provider" ? "Back to the waiting room" : "Back to Virtual Visits";
+  $("ended-link").parentElement.hidden = state.role === "guest";
+  if (state.role === "guest" && reason === "left") $("ended-text").textContent = "You left the visit. You can close this page.";
   show("ended");
+  if (reason === "ended") showTranscript();
   if (reason === "ended" || reason === "removed") {
+    state.over = true; // an answer still on its way must not reopen the call
     state.media.stop();
     if (state.socket) state.socket.close();
   }
@@ -483,10 +636,16 @@ function endedView(reason) {
 // --- start --------------------------------------------------------------------------------
 
 async function main() {
-  const session = await initPortal({ roles: ["patient", "provider"] });
-  if (!session) return;
-  state.session = session;
-  state.role = session.user.role;
+  if (param("guest") === "1") {
+    // A guest has no portal session (their cookie reaches this visit only): no tabs, no account.
+    state.role = "guest";
+    $("portal-nav").hidden = true;
+  } else {
+    const session = await initPortal({ roles: ["patient", "provider"] });
+    if (!session) return;
+    state.session = session;
+    state.role = session.user.role;
+  }
   state.visitId = Number(param("visit")) || null;
   state.appointmentId = Number(param("appointment")) || null;
   if (!state.visitId && !state.appointmentId) {
@@ -498,7 +657,7 @@ async function main() {
   wireCallControls();
   state.devices = startDevices();
   const ok = await withLoading($("visit-load"), "your visit", () =>
-    state.role === "provider" ? loadHost() : loadPatient()).catch(() => false);
+    state.role === "provider" ? loadHost() : state.role === "guest" ? loadGuest() : loadPatient()).catch(() => false);
   if (!ok) return;
   await state.devices;
   window.setInterval(() => {
