@@ -338,6 +338,7 @@ async def list_invites(db: AsyncSession, actor: Actor, visit_id: int, now: datet
     invites = list((await db.exec(select(VisitInvite).where(VisitInvite.visit_id == visit.id)
                                   .order_by(col(VisitInvite.id)))).all())
     out = await _invite_out(db, invites, now)
+    await _audit(db, actor, "visit.invite_list", visit, f"visit:{visit.id}")
     await db.commit()
     return InvitesOut(invites=out)
 
@@ -357,14 +358,14 @@ async def _end_guest(db: AsyncSession, visit: Visit, row: Participant, now: date
                                    participant_id=row.id or 0, state=ParticipantState.left)
 
 
-async def revoke(db: AsyncSession, actor: Actor, visit_id: int, invite_id: int,
-                 now: datetime) -> InviteStateOut:
-    """Withdraw an invitation (its provider; idempotent). An unused link then
-    refuses and holds no place; a used one's guest is removed from the visit."""
-    visit = await hosted(db, actor, visit_id, "visit.invite_revoke")
+async def revoke(db: AsyncSession, actor: Actor, invite_id: int, now: datetime) -> InviteStateOut:
+    """Withdraw an invitation (its visit's provider; idempotent). An unused link
+    then refuses and holds no place; a used one's guest is removed from the visit."""
     invite = await db.get(VisitInvite, invite_id)
-    if invite is None or invite.visit_id != visit.id:
-        raise NotFound()
+    actor.require(invite is not None, action="visit.invite_revoke",
+                  resource=f"visit_invite:{invite_id}", error=NotFound())
+    assert invite is not None
+    visit = await hosted(db, actor, invite.visit_id, "visit.invite_revoke")
     if invite.revoked_at is None:
         invite.revoked_at = now
         if invite.session_expires_at is not None:

@@ -44,6 +44,7 @@ from rtc_server.rooms.shapes import (
     PlaceOut,
     RedeemedOut,
     RedeemIn,
+    RemoveIn,
     StartIn,
     VisitMessageIn,
     VisitMessagesOut,
@@ -187,15 +188,14 @@ async def list_invites(call: Call) -> Response:
 async def revoke_invite(call: Call) -> Response:
     """Withdraw an invitation (its provider): an unused link stops working; a used
     one's guest is removed from the visit."""
-    return json_response(await guests.revoke(call.db, call.actor, call.path_int(),
-                                             call.path_int("invite_id"), call.deps.clock()))
+    return json_response(await guests.revoke(call.db, call.actor, call.path_int(), call.deps.clock()))
 
 
 async def remove_participant(call: Call) -> Response:
     """Remove a guest from the visit (its provider): they leave the call and their
     guest session ends."""
     return json_response(await guests.remove_guest(call.db, call.actor, call.path_int(),
-                                                   call.path_int("participant_id"), call.deps.clock()))
+                                                   call.body.participant_id, call.deps.clock()))
 
 
 async def redeem(call: Call) -> Response:
@@ -320,10 +320,10 @@ routes = [
     ApiRoute("/visits/{id:int}/invites", invite, methods=["POST"], body=InviteIn, response=InviteOut,
              status_code=201, tag=_T),
     ApiRoute("/visits/{id:int}/invites", list_invites, methods=["GET"], response=InvitesOut, tag=_T),
-    ApiRoute("/visits/{id:int}/invites/{invite_id:int}/revoke", revoke_invite, methods=["POST"],
+    ApiRoute("/visit-invites/{id:int}/revoke", revoke_invite, methods=["POST"],
              response=InviteStateOut, tag=_T),
-    ApiRoute("/visits/{id:int}/participants/{participant_id:int}/remove", remove_participant,
-             methods=["POST"], response=ParticipantOut, tag=_T),
+    ApiRoute("/visits/{id:int}/remove", remove_participant, methods=["POST"], body=RemoveIn,
+             response=ParticipantOut, tag=_T),
     ApiRoute("/visits/{id:int}/messages", chat_messages, methods=["GET"], query=VisitMessagesQuery,
              response=VisitMessagesOut, auth="public", tag=_T),
     ApiRoute("/visits/{id:int}/messages", chat_send, methods=["POST"], body=VisitMessageIn,

@@ -45,6 +45,10 @@ class AdmitIn(BaseModel):
     participant_id: DbId
 
 
+class RemoveIn(AdmitIn):
+    """The guest to remove from a visit."""
+
+
 class NoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     participant_id: DbId

@@ -256,10 +256,10 @@ class VisitEndpoint(Endpoint):
             await ws.send({"type": "websocket.close",
                            "code": CLOSE_UNAUTHENTICATED if origin_ok else CLOSE_FORBIDDEN})
             return
+        watcher = (await visits_of(ws.app)).guests
         if not layer.limits.acquire(actor.user_id):
             await ws.send({"type": "websocket.close", "code": CLOSE_TRY_LATER})
             return
-        watcher = (await visits_of(ws.app)).guests
         conn = Connection(ws, actor, outbox_limit=layer.outbox_limit)
         try:
             await ws.send({"type": "websocket.accept"})

@@ -280,7 +280,7 @@ async def test_the_provider_revokes_an_invitation_and_removes_a_guest(
         assert [(i["id"], i["label"], i["state"]) for i in listed["invites"]] == [
             (unused["id"], "Son", "pending")]
         assert "url" not in str(listed) and token_of(unused["url"]) not in str(listed)
-        revoke = f"/api/v1/visits/{visit_id}/invites/{unused['id']}/revoke"
+        revoke = f"/api/v1/visit-invites/{unused['id']}/revoke"
         for who in (patient, stranger):
             assert (await who.post(revoke)).status_code in (403, 404)
             assert (await who.get(f"/api/v1/visits/{visit_id}/invites")).status_code in (403, 404)
@@ -297,16 +297,20 @@ async def test_the_provider_revokes_an_invitation_and_removes_a_guest(
         try:
             r = await provider.post(f"/api/v1/visits/{visit_id}/admit", json={"participant_id": participant})
             assert r.status_code == 200
-            remove = f"/api/v1/visits/{visit_id}/participants/{participant}/remove"
+            remove = f"/api/v1/visits/{visit_id}/remove"
+            them = {"participant_id": participant}
             for who in (patient, stranger, guest):
-                assert (await who.post(remove)).status_code in (401, 403, 404)
-            r = await provider.post(f"/api/v1/visits/{visit_id}/participants/{patient_participant}/remove")
+                assert (await who.post(remove, json=them)).status_code in (401, 403, 404)
+            r = await provider.post(remove, json={"participant_id": patient_participant})
             assert (r.status_code, r.json()["error"]["code"]) == (409, "not_a_guest")
-            r = await provider.post(remove)
+            assert (await provider.post(remove, json={"participant_id": 10**6})).status_code == 404
+            assert (await provider.post(remove, json={})).status_code == 422
+            assert (await provider.post(f"/api/v1/visit-invites/{10**6}/revoke")).status_code == 404
+            r = await provider.post(remove, json=them)
             assert r.status_code == 200 and r.json()["state"] == "left", r.text
             for path in ("", "/place", "/ice-servers", "/messages"):
                 assert (await guest.get(f"/api/v1/visits/{visit_id}{path}")).status_code == 401, path
-            assert (await provider.post(remove)).status_code == 200  # again: no change
+            assert (await provider.post(remove, json=them)).status_code == 200  # again: no change
             states = {i["label"]: i["state"]
                       for i in (await provider.get(f"/api/v1/visits/{visit_id}/invites")).json()["invites"]}
             assert states == {"Son": "revoked", "Interpreter": "revoked", "Daughter": "used"}

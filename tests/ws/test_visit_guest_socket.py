@@ -185,7 +185,7 @@ async def test_a_removed_guest_is_told_bye_and_their_socket_closes(server, secre
             await join(doctor, visit_id)
             g = await join(guest, visit_id)
             await recv_until(doctor, "peer_joined")
-            r = await provider.post(f"/api/v1/visits/{visit_id}/participants/{participant}/remove")
+            r = await provider.post(f"/api/v1/visits/{visit_id}/remove", json={"participant_id": participant})
             assert r.status_code == 200
             frames, code = await _until_closed(guest)
             assert code == 4401 and {"type": "session_ended"} in frames, frames

@@ -384,14 +384,14 @@ async function refreshGuests() {
     ...pending.map((i) => h("li", { "data-invite": String(i.id) },
       h("span", { text: `${i.label}: invitation not used yet (works until ${time(i.expires_at)}). ` }),
       act("Revoke", `the invitation for ${i.label}`, async () => {
-        await post(`/visits/${state.visitId}/invites/${i.id}/revoke`);
+        await post(`/visit-invites/${i.id}/revoke`);
         announce(`The invitation for ${i.label} was revoked.`);
       }))),
     ...guests.map((p) => h("li", { "data-participant": String(p.id) },
       h("span", { text: `${p.name}: ${p.state === "admitted" ? "in the visit" : "waiting"}. ` }),
       act("Remove from visit", `(${p.name})`, async () => {
         if (!window.confirm(`Remove ${p.name} from the visit? Their link will stop working.`)) return false;
-        await post(`/visits/${state.visitId}/participants/${p.id}/remove`);
+        await post(`/visits/${state.visitId}/remove`, { participant_id: p.id });
         announce(`${p.name} was removed from the visit.`);
       }))),
   ];
