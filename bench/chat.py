@@ -24,7 +24,8 @@ Servers, each fresh, all with permessage-deflate off:
 
 Printed per server and rate: delivered msg/s, p50/p99 latency (send to
 partner's receipt), lost, duplicated, server CPU (% of one core), KiB per
-idle client (RSS delta over the 1,000 connected clients before the load),
+idle client (the RSS grown by the second 500 connected, following clients, once
+the first 500 have warmed what a server keeps only once: caches, pools),
 and the ratios to the bare relays (p99 and delivered rate).
 
 ``serve`` runs rtc_server as ``rtc-server serve`` does (same uvicorn
@@ -286,11 +287,12 @@ def chat_target(setup: Setup, run: int) -> Any:
                   ready_frame=setup.ready, message=message, parse=parse)
 
 
-async def follow(clients: list[Any], setup: Setup) -> None:
-    """Each rtc_server client opens its conversation (``resume``) and waits for ``live``."""
+async def follow(clients: list[Any], setup: Setup, start: int = 0) -> None:
+    """Each rtc_server client (numbered from ``start``) opens its conversation
+    (``resume``) and waits for ``live``."""
     loop = asyncio.get_running_loop()
     waiting = []
-    for i, client in enumerate(clients):
+    for i, client in enumerate(clients, start):
         fut: asyncio.Future[None] = loop.create_future()
 
         def on_text(text: str, fut: asyncio.Future[None] = fut) -> None:
@@ -331,12 +333,22 @@ async def bench_one(setup: Setup, rates: list[float], seconds: float, repeats: i
         base = Target(name=setup.name, url=setup.url, headers=setup.headers, origin=setup.origin,
                       ready_frame=setup.ready)
         await asyncio.sleep(1.0)
-        before = sum(p.rss_kib() for p in procs)
-        conns = await open_clients(base, clients)
+        # KiB per idle client is the cost of the second half of the clients: by then
+        # the first half has warmed what every server keeps once, however many
+        # clients there are (caches, pools, the first conversations' compiled
+        # statements), which the bare relays do not have.
+        half = clients // 2
+        conns = await open_clients(base, half)
         if setup.conversation is not None:
             await follow(conns, setup)
         await asyncio.sleep(3.0)  # audit sealing of the openings, settling
-        kib = (sum(p.rss_kib() for p in procs) - before) / clients
+        before = sum(p.rss_kib() for p in procs)
+        more = await open_clients(base, clients - half, start=half)
+        if setup.conversation is not None:
+            await follow(more, setup, start=half)
+        conns += more
+        await asyncio.sleep(3.0)
+        kib = (sum(p.rss_kib() for p in procs) - before) / (clients - half)
         run = 0
         for rate in rates:
             results = []

@@ -238,8 +238,9 @@ def _request(url: str, origin: str | None, headers: dict[str, str], deflate: boo
 
 
 async def open_clients(target: Target, n: int, *, deflate: bool = False,
-                       concurrency: int = 50) -> list[Client]:
-    """``n`` live clients (each has seen the ready frame, if the target sends one)."""
+                       concurrency: int = 50, start: int = 0) -> list[Client]:
+    """``n`` live clients, numbered from ``start`` (each has seen the ready frame, if
+    the target sends one)."""
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(concurrency)
 
@@ -259,7 +260,7 @@ async def open_clients(target: Target, n: int, *, deflate: bool = False,
                 client.first.set_result("")  # nothing to wait for: every frame goes to on_text
             return client
 
-    return list(await asyncio.gather(*(one(i) for i in range(n))))
+    return list(await asyncio.gather(*(one(i) for i in range(start, start + n))))
 
 
 async def close_clients(clients: list[Client]) -> None:
