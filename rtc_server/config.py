@@ -115,9 +115,21 @@ class Settings(BaseSettings):
     chat_attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     #: An upload no message carries is deleted after this many hours.
     chat_attachment_unused_hours: float = Field(default=24.0, gt=0)
+    #: Uploads no message carries yet that one person may hold at once (count, and
+    #: total bytes); past either, an upload is refused (429 ``too_many_unsent_uploads``).
+    chat_attachment_unused_files: int = Field(default=10, ge=1)
+    chat_attachment_unused_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    #: Uploads one person may have in progress at once, per instance (429 ``too_many_uploads``).
+    chat_uploads_in_flight: int = Field(default=2, ge=1)
+    #: Uploads are refused (507 ``storage_full``) while the attachment directory's
+    #: file system has less free space than this, in bytes.
+    chat_attachment_min_free_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
     #: A new message for someone with no open page is told by email/SMS (their
     #: ``new_messages`` choice) after this many seconds, one notice per burst.
     chat_notice_delay_seconds: float = Field(default=120.0, gt=0)
+    #: After a notice went out, the next waits until the person has read what it
+    #: was about (they came back), or at most this many seconds.
+    chat_notice_backoff_seconds: float = Field(default=3600.0, ge=0)
     #: How often an instance confirms in the database who has a page open on it
     #: (a crashed instance's claims expire after three of these).
     presence_heartbeat_seconds: float = Field(default=15.0, gt=0)

@@ -8,6 +8,12 @@
 - **Judged by its bytes.** Only PNG, JPEG, GIF, WebP and PDF are kept
   (``files.sniff``): 415 naming ``file`` for anything else whatever its name
   or declared type; 413 naming ``file`` past ``chat_attachment_max_bytes``.
+- **Refused before the body is read** where the refusal needs no body: the
+  person's message rate, their cap of unsent uploads
+  (``chat_attachment_unused_files``/``_bytes``, 429), their uploads still
+  arriving (``chat_uploads_in_flight``, ``ChatRuntime.upload_slot``), a disk
+  below ``chat_attachment_min_free_bytes`` (507). The body streams to its
+  file (``receive``), judged from its first bytes; never whole in memory.
 - **Members only.** A carried file follows its conversation's care-team rule
   (``access.may_access``); anyone else gets 404, like a file that does not
   exist, and the attempt is audited (``denied``). Every download is audited
@@ -21,9 +27,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -32,13 +39,14 @@ from rtc_server.auth.actor import Actor
 from rtc_server.auth.models import Role
 from rtc_server.chat.access import load_access, may_access, who_is
 from rtc_server.chat.filelinks import attach, link
-from rtc_server.chat.files import ACCEPTED, AttachmentFiles, clean_name, sniff
+from rtc_server.chat.files import ACCEPTED, AttachmentFiles, Incoming, Kind, NoRoom, clean_name, sniff
 from rtc_server.chat.models import Attachment, Conversation, Member, Message, Status
 from rtc_server.chat.runtime import ChatRuntime
 from rtc_server.chat.service import check_send
 from rtc_server.chat.shapes import AttachmentOut
 from rtc_server.chat.writer import Stored
-from rtc_server.errors import Conflict, InvalidInput, NotFound, RateLimited
+from rtc_server.config import Settings
+from rtc_server.errors import Conflict, DomainError, InvalidInput, NotFound, RateLimited
 
 _A = Attachment.__table__.c  # type: ignore[attr-defined]
 _C = Conversation.__table__.c  # type: ignore[attr-defined]
@@ -65,27 +73,98 @@ def too_large(size: int | None, limit: int) -> FileTooLarge:
     return FileTooLarge("file", f"A file can be at most {_mib(limit)}{seen}.")
 
 
-async def upload(
-    db: AsyncSession, chat: ChatRuntime, actor: Actor, *, name: str, data: bytes, max_bytes: int,
-    now: datetime,
-) -> AttachmentOut:
-    """Keep ``data`` for its uploader (until a message carries it). Refused:
-    an empty file (422), a file past ``max_bytes`` (413), anything that is
-    not an accepted image or a PDF by its bytes (415). Audited ``chat.upload``."""
+class StorageFull(DomainError):
+    status = 507
+    code = "storage_full"
+    message = "Files cannot be received right now; try again later."
+
+
+def _unsent_refusal() -> RateLimited:
+    err = RateLimited("You have too many files waiting to be sent; send or wait for them to "
+                      "expire before uploading more.", retry_after=60)
+    err.code = "too_many_unsent_uploads"
+    return err
+
+
+async def _check_unsent(db: AsyncSession, settings: Settings, user_id: int, adding: int) -> None:
+    """429 ``too_many_unsent_uploads`` if one more upload of ``adding`` bytes would
+    put ``user_id`` past their cap of uploads no message carries yet."""
+    count, total = (await db.exec(select(func.count(), func.coalesce(func.sum(_A.size), 0)).where(
+        _A.uploader_id == user_id, _A.message_id.is_(None)))).one()
+    if count >= settings.chat_attachment_unused_files or \
+            total + adding > settings.chat_attachment_unused_bytes:
+        raise _unsent_refusal()
+
+
+async def admit_upload(db: AsyncSession, chat: ChatRuntime, actor: Actor, *, declared: int) -> None:
+    """Everything that can refuse an upload before its body is read: the role,
+    the person's rate, their cap of unsent uploads (``declared`` bytes, 0 when
+    unknown). Leaves no transaction open."""
     actor.require_role(Role.patient, Role.provider, Role.staff, action="chat.upload")
-    if not data:
-        raise InvalidInput("file", "The file is empty.")
-    if len(data) > max_bytes:
-        raise too_large(len(data), max_bytes)
-    kind = sniff(data[:16])
-    if kind is None:
-        raise FileTypeRefused("file", f"Only {ACCEPTED} can be attached; this file is none of these.")
     if not chat.allow_message(actor.user_id):
         raise RateLimited("You are sending files too quickly; wait a moment.", retry_after=2)
-    key = await chat.files.save(data)
-    row = Attachment(key=key, uploader_id=actor.user_id, name=clean_name(name, kind),
-                     content_type=kind.content_type, size=len(data), created_at=now)
+    await _check_unsent(db, chat.deps.settings, actor.user_id, declared)
+    await db.commit()
+
+
+async def receive(incoming: AsyncIterator[bytes], files: AttachmentFiles, *, limit: int,
+                  declared: int | None) -> tuple[Incoming, Kind]:
+    """Stream an upload's body to a new private file, refusing as soon as it
+    passes ``limit`` (413) or its first bytes are not an accepted kind (415),
+    or an empty one (422). The caller keeps or discards the file."""
+    if declared is not None and declared > limit:
+        raise too_large(declared, limit)
     try:
+        target = await files.begin()
+    except NoRoom:
+        raise StorageFull() from None
+    head = b""
+    kind: Kind | None = None
+    try:
+        async for chunk in incoming:
+            if not chunk:
+                continue
+            if target.size + len(chunk) > limit:
+                raise too_large(None, limit)
+            if kind is None:
+                head = (head + chunk)[:_HEAD]
+                if len(head) >= _HEAD:
+                    kind = _judge(head)
+            await target.write(chunk)
+        if target.size == 0:
+            raise InvalidInput("file", "The file is empty.")
+        if kind is None:
+            kind = _judge(head)
+        await target.finish()
+    except BaseException:
+        await target.discard()
+        raise
+    return target, kind
+
+
+_HEAD = 16
+
+
+def _judge(head: bytes) -> Kind:
+    kind = sniff(head)
+    if kind is None:
+        raise FileTypeRefused("file", f"Only {ACCEPTED} can be attached; this file is none of these.")
+    return kind
+
+
+async def upload(
+    db: AsyncSession, chat: ChatRuntime, actor: Actor, *, name: str, received: Incoming, kind: Kind,
+    now: datetime,
+) -> AttachmentOut:
+    """Keep a received file for its uploader (until a message carries it);
+    ``admit_upload`` and ``receive`` have judged it. Checked again against the
+    unsent cap with its real size, and the disk's floor (507). Audited ``chat.upload``."""
+    try:
+        await _check_unsent(db, chat.deps.settings, actor.user_id, received.size)
+        if not await chat.files.has_room(0):
+            raise StorageFull()
+        row = Attachment(key=received.key, uploader_id=actor.user_id, name=clean_name(name, kind),
+                         content_type=kind.content_type, size=received.size, created_at=now)
         db.add(row)
         await db.flush()
         await audit.record(db, action="chat.upload", actor_id=actor.user_id, actor_role=str(actor.role),
@@ -93,7 +172,8 @@ async def upload(
                            request_id=actor.meta.request_id, ip=actor.meta.ip)
         await db.commit()
     except BaseException:
-        await chat.files.delete([key])
+        await db.rollback()
+        await chat.files.delete([received.key])
         raise
     assert row.id is not None
     return AttachmentOut(id=row.id, name=row.name, content_type=row.content_type, size=row.size)

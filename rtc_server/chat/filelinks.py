@@ -49,14 +49,26 @@ async def link(db: AsyncSession, user_id: int, ids: list[int], *, conversation_i
 
 async def sweep_unused(db: AsyncSession, files: AttachmentFiles, *, older_than: datetime) -> int:
     """Delete uploads no message carries that are older than ``older_than``
-    (rows first, then files: a file without a row is never served)."""
+    (rows first, then files: a file without a row is never served), then files
+    older than that with no row at all (a crash between writing the file and
+    committing its row; rows gone with their conversation). The count of files."""
     keys = list((await db.exec(delete(Attachment.__table__).where(  # type: ignore[arg-type]
         _A.message_id.is_(None), _A.created_at < older_than).returning(_A.key))).scalars())
+    await db.commit()
+    swept = set(keys)
+    old = await files.older_than(older_than.timestamp())
+    for start in range(0, len(old), _CHUNK):
+        some = old[start:start + _CHUNK]
+        known = set((await db.exec(select(_A.key).where(_A.key.in_(some)))).scalars())
+        keys.extend(k for k in some if k not in known and k not in swept)
     await db.commit()
     if not keys:
         return 0
     await files.delete(keys)
     return len(keys)
+
+
+_CHUNK = 500
 
 
 def unused_cutoff(now: datetime, hours: float) -> datetime:

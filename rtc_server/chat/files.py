@@ -18,6 +18,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from rtc_server.datadir import PRIVATE_FILE_MODE, ensure_private_dir
 
@@ -73,11 +74,67 @@ def clean_name(name: str, kind: Kind, *, limit: int = 200) -> str:
     return base[-limit:] if len(base) > limit else base
 
 
-class AttachmentFiles:
-    """The attachment directory of one data dir."""
+class NoRoom(Exception):
+    """The attachment directory's file system is below its free-space floor."""
 
-    def __init__(self, root: Path) -> None:
+
+class Incoming:
+    """An upload being received, written chunk by chunk (in a thread) to a new
+    private file under its final key; ``discard`` removes it."""
+
+    def __init__(self, files: AttachmentFiles, key: str, out: BinaryIO) -> None:
+        self.files = files
+        self.key = key
+        self.size = 0
+        self._out = out
+
+    async def write(self, chunk: bytes) -> None:
+        await asyncio.to_thread(self._out.write, chunk)
+        self.size += len(chunk)
+
+    async def finish(self) -> None:
+        await asyncio.to_thread(self._out.close)
+
+    async def discard(self) -> None:
+        def drop() -> None:
+            self._out.close()
+            self.files.path(self.key).unlink(missing_ok=True)
+
+        await asyncio.to_thread(drop)
+
+
+class AttachmentFiles:
+    """The attachment directory of one data dir. Nothing new is written while
+    its file system has less than ``min_free_bytes`` free (``NoRoom``)."""
+
+    def __init__(self, root: Path, *, min_free_bytes: int = 0) -> None:
         self.root = root
+        self.min_free_bytes = min_free_bytes
+
+    def _check_room(self, adding: int = 0) -> None:
+        if self.min_free_bytes <= 0:
+            return
+        st = os.statvfs(self.root)
+        if st.f_bavail * st.f_frsize - adding < self.min_free_bytes:
+            raise NoRoom()
+
+    async def begin(self) -> Incoming:
+        """A new private file to receive an upload into (``NoRoom`` below the floor)."""
+        return await asyncio.to_thread(self._begin)
+
+    def _begin(self) -> Incoming:
+        ensure_private_dir(self.root)
+        self._check_room()
+        key = secrets.token_hex(16)
+        fd = os.open(self.path(key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+        return Incoming(self, key, os.fdopen(fd, "wb"))
+
+    async def has_room(self, adding: int) -> bool:
+        try:
+            await asyncio.to_thread(self._check_room, adding)
+        except NoRoom:
+            return False
+        return True
 
     def path(self, key: str) -> Path:
         if not key.isalnum():  # keys are hex we made; never a path
@@ -90,6 +147,7 @@ class AttachmentFiles:
 
     def _save(self, data: bytes) -> str:
         ensure_private_dir(self.root)
+        self._check_room(len(data))
         key = secrets.token_hex(16)
         fd = os.open(self.path(key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
         try:
@@ -109,6 +167,23 @@ class AttachmentFiles:
             return self.path(key).read_bytes()
         except FileNotFoundError:
             return None
+
+    async def older_than(self, cutoff: float) -> list[str]:
+        """Keys of the files last written before ``cutoff`` (a POSIX time)."""
+        def scan() -> list[str]:
+            found = []
+            try:
+                entries = list(os.scandir(self.root))
+            except FileNotFoundError:
+                return []
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.name.isalnum() and entry.is_file(follow_symlinks=False) \
+                            and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        found.append(entry.name)
+            return found
+
+        return await asyncio.to_thread(scan)
 
     async def delete(self, keys: list[str]) -> None:
         def remove() -> None:

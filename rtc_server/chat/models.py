@@ -133,7 +133,9 @@ class Attachment(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     #: The file's name on disk (random hex); never shown, never the user's name.
     key: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
-    uploader_id: int = _fk("user_account", nullable=False)
+    #: SET NULL: deleting an account never drops a file from someone's record; its
+    #: unsent uploads (no message) are left for the sweeper.
+    uploader_id: int | None = _fk("user_account", ondelete="SET NULL")
     conversation_id: int | None = _fk("chat_conversation")
     message_id: int | None = _fk("chat_message")
     #: The name the uploader gave it (shown as text, offered as the download's name).

@@ -7,6 +7,7 @@ in ``service`` and ``manage``; frames of the live socket in ``ws``."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -140,36 +141,42 @@ async def route(call: Call) -> Response:
         call.db, call.actor, call.path_int(), call.body.provider_id, now=call.deps.clock()))
 
 
-async def _read_file(request: Request, limit: int) -> bytes:
-    """The raw body, refused (413 naming ``file``) as soon as it passes ``limit``."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise attachments.too_large(int(declared), limit)
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(request.app.state.settings.body_timeout_seconds * 10):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise attachments.too_large(None, limit)
-                chunks.append(chunk)
-    except TimeoutError:
-        raise RequestTimeout() from None
-    return b"".join(chunks)
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    """The raw body, chunk by chunk, within the body timeout (408)."""
+    stream = request.stream().__aiter__()
+    deadline = asyncio.get_running_loop().time() + request.app.state.settings.body_timeout_seconds * 10
+    while True:
+        try:
+            async with asyncio.timeout_at(deadline):
+                chunk = await stream.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise RequestTimeout() from None
+        yield chunk
 
 
 async def upload(call: Call) -> Response:
     """Upload a file (the raw bytes as the body; ``name`` in the query) to attach
-    to a message: PNG, JPEG, GIF, WebP or PDF, judged by its bytes."""
+    to a message: PNG, JPEG, GIF, WebP or PDF, judged by its bytes. Refusals
+    that need no body (role, rate, unsent-upload cap, uploads in progress) come
+    before any of it is read; the body streams to disk, never whole in memory."""
     # The query is read here, not declared on the route: the route's body is the file.
     q = read_query(call.request, UploadQuery)
-    await call.db.commit()  # no transaction open while the bytes arrive
+    chat = chat_of(call.request)
     limit = call.deps.settings.chat_attachment_max_bytes
-    data = await _read_file(call.request, limit)
-    return json_response(await attachments.upload(
-        call.db, chat_of(call.request), call.actor, name=q.name, data=data, max_bytes=limit,
-        now=call.deps.clock()), 201)
+    declared_header = call.request.headers.get("content-length", "")
+    declared = int(declared_header) if declared_header.isdigit() else None
+    if declared is not None and declared > limit:
+        raise attachments.too_large(declared, limit)
+    # No transaction stays open while the bytes arrive (admit_upload commits).
+    await attachments.admit_upload(call.db, chat, call.actor, declared=declared or 0)
+    with chat.upload_slot(call.actor.user_id):
+        received, kind = await attachments.receive(_body(call.request), chat.files, limit=limit,
+                                                   declared=declared)
+        return json_response(await attachments.upload(
+            call.db, chat, call.actor, name=q.name, received=received, kind=kind,
+            now=call.deps.clock()), 201)
 
 
 async def download(call: Call) -> Response:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from rtc_server.broker.base import BrokerUnavailable, Event
@@ -36,6 +36,7 @@ from rtc_server.chat.stores import open_reader, open_store
 from rtc_server.chat.writer import GroupWriter, Stored, checkpoint_forever
 from rtc_server.config import Settings
 from rtc_server.deps import Deps
+from rtc_server.errors import RateLimited
 from rtc_server.jobs.digest import Digests
 from rtc_server.jobs.presence import PresenceBoard
 from rtc_server.notify.events import conversation_channel, user_channel
@@ -87,7 +88,10 @@ class ChatRuntime:
         #: (conversation, user) pairs known to have a member row (skips an upsert).
         self.members_known: set[tuple[int, int]] = set()
         #: Attachment files (``data_dir/attachments``).
-        self.files = AttachmentFiles(deps.settings.data_dir / "attachments")
+        self.files = AttachmentFiles(deps.settings.data_dir / "attachments",
+                                     min_free_bytes=deps.settings.chat_attachment_min_free_bytes)
+        #: Uploads in progress here, per person (``upload_slot``).
+        self._uploading: dict[int, int] = {}
         #: Who has a page open here (mirrored to the database), and the batched
         #: email/SMS notices for those who have none anywhere.
         self.presence = PresenceBoard(deps.session_factory, clock=deps.clock,
@@ -129,6 +133,25 @@ class ChatRuntime:
         await self.relay.close()
 
     # --- limits ----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def upload_slot(self, user_id: int) -> Iterator[None]:
+        """Hold one of ``user_id``'s ``chat_uploads_in_flight`` upload slots on this
+        instance while a body is received; 429 ``too_many_uploads`` when all are taken."""
+        held = self._uploading.get(user_id, 0)
+        if held >= self.deps.settings.chat_uploads_in_flight:
+            busy = RateLimited("Wait for your other files to finish uploading.", retry_after=2)
+            busy.code = "too_many_uploads"
+            raise busy
+        self._uploading[user_id] = held + 1
+        try:
+            yield
+        finally:
+            left = self._uploading[user_id] - 1
+            if left:
+                self._uploading[user_id] = left
+            else:
+                del self._uploading[user_id]
 
     def allow_message(self, user_id: int) -> bool:
         """Spend one of ``user_id``'s message tokens on this instance."""

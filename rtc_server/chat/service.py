@@ -31,7 +31,14 @@ from rtc_server import audit
 from rtc_server.auth.actor import Actor
 from rtc_server.auth.models import Role, User
 from rtc_server.chat import queries
-from rtc_server.chat.access import ConversationAccess, Who, is_open, require_access, who_is
+from rtc_server.chat.access import (
+    ConversationAccess,
+    Who,
+    is_open,
+    may_access,
+    require_access,
+    who_is,
+)
 from rtc_server.chat.filelinks import attach, link
 from rtc_server.chat.files import ACCEPTED_TYPES
 from rtc_server.chat.models import Category, Conversation, Member, Message, Status
@@ -153,6 +160,13 @@ async def start_conversation(
     routed = who.practitioner_id if who.role == Role.provider else patient.primary_practitioner_id
     if refill_id is not None:
         routed = (await db.get(RefillRequest, refill_id)).practitioner_id or routed  # type: ignore[union-attr]
+    # The one starting it must be able to use it once routed (a refill request
+    # routes to its prescriber): otherwise nothing is stored and it looks absent.
+    planned = ConversationAccess(0, patient.id, routed, patient.primary_practitioner_id,  # type: ignore[arg-type]
+                                 Status.open)
+    resource = f"refill:{refill_id}" if refill_id is not None else f"patient:{patient.id}"
+    actor.require(may_access(who, planned), action="chat.start", resource=resource,
+                  patient_id=patient.id, error=NotFound())
     conv = Conversation(
         refill_request_id=refill_id,
         patient_id=patient.id, provider_id=patient.primary_practitioner_id, routed_to_id=routed,  # type: ignore[arg-type]
@@ -198,11 +212,11 @@ async def start_conversation(
     announce(db, STAFF_CHANNEL, {"kind": KIND_CONVERSATION, "conversation_id": conv.id})
     _announce_to(db, sorted(members), {"kind": KIND_UNREAD, "conversation_id": conv.id, "seq": 1},
                  skip=actor.user_id)
+    detail = await queries.detail_of(db, who, conv.id)  # before commit: a failure keeps nothing
     await db.commit()
     for uid in members:
         chat.remember_member(conv.id, uid)
     chat.digests.offer(members - {actor.user_id}, now)
-    detail = await queries.detail_of(db, who, conv.id)
     assert message.id is not None
     return StartedOut(conversation=detail, message=SentOut(
         id=message.id, conversation_id=conv.id, seq=1, client_id=data.client_id, sent_at=now)), True

@@ -15,6 +15,10 @@ PostgreSQL, as ``notify.outbox`` claims mail) and decides:
   message in the portal" and a link: no name, subject or text (health data
   never leaves in a notice).
 
+After a notice went out, the next one waits until the person has been back
+(read what it was about), or ``chat_notice_backoff_seconds`` (an hour): a
+correspondent cannot cause a notice every delay.
+
 Scheduling is off the message path: the writer hands the recipients to
 ``offer`` (no I/O), and this module's task checks presence and inserts the
 digests in one transaction per round. A claim whose instance died is taken
@@ -53,6 +57,10 @@ LINE = "You have a new message in the portal."
 _D = NoticeDigest.__table__.c  # type: ignore[attr-defined]
 _MB = Member.__table__.c  # type: ignore[attr-defined]
 _MSG = Message.__table__.c  # type: ignore[attr-defined]
+
+
+def _aware(at: datetime, like: datetime) -> datetime:
+    return at.replace(tzinfo=like.tzinfo) if at.tzinfo is None else at
 
 
 class Digests:
@@ -170,19 +178,43 @@ class Digests:
                 away = set(offered) - await self._presence.present(db, set(offered))
                 if away:
                     now = self._clock()
+                    soonest = now + timedelta(seconds=self.delay)
+                    held = await self._held_back(db, away, now)
                     make = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
                     stmt = make(NoticeDigest.__table__).values([  # type: ignore[arg-type]
                         {"user_id": u, "kind": KIND_MESSAGE, "status": DigestStatus.pending,
-                         "first_at": offered[u], "due_at": now + timedelta(seconds=self.delay)}
+                         "first_at": offered[u], "due_at": max(soonest, held.get(u, soonest))}
                         for u in sorted(away)])
-                    # A burst joins the digest already waiting (the partial unique index).
-                    await db.exec(stmt.on_conflict_do_nothing(
-                        index_elements=["user_id", "kind"], index_where=_D.status == DigestStatus.pending))
+                    # A burst joins the digest already waiting (the partial unique index);
+                    # one held back comes forward once the person has been back.
+                    await db.exec(stmt.on_conflict_do_update(
+                        index_elements=["user_id", "kind"], index_where=_D.status == DigestStatus.pending,
+                        set_={"due_at": stmt.excluded.due_at},
+                        where=stmt.excluded.due_at < _D.due_at))
                 await db.commit()
         except BaseException:
             for u, at in offered.items():
                 self._offered[u] = min(at, self._offered.get(u, at))
             raise
+
+    async def _held_back(self, db: AsyncSession, users: set[int], now: datetime) -> dict[int, datetime]:
+        """Those among ``users`` told by a notice within ``chat_notice_backoff_seconds``
+        who have not been back since (a message from before it is still unread):
+        when their next notice may go at the earliest."""
+        backoff = self._settings.chat_notice_backoff_seconds
+        if backoff <= 0:
+            return {}
+        last = (select(_D.user_id, func.max(_D.done_at).label("done_at"))
+                .where(_D.user_id.in_(sorted(users)), _D.kind == KIND_MESSAGE,
+                       _D.status == DigestStatus.sent, _D.done_at > now - timedelta(seconds=backoff))
+                .group_by(_D.user_id).subquery())
+        rows = (await db.exec(
+            select(last.c.user_id, last.c.done_at)
+            .where(select(_MSG.id).select_from(Message.__table__.join(  # type: ignore[attr-defined]
+                Member.__table__, _MB.conversation_id == _MSG.conversation_id))
+                .where(_MB.user_id == last.c.user_id, _MSG.seq > _MB.last_read_seq,
+                       _MSG.sender_id != last.c.user_id, _MSG.created_at <= last.c.done_at).exists()))).all()
+        return {u: _aware(done, now) + timedelta(seconds=backoff) for u, done in rows}
 
     async def _claim_and_send(self) -> bool:
         """Claim one due digest and settle it; False when none is due."""
@@ -205,18 +237,29 @@ class Digests:
             return False
 
     async def _settle(self, digest_id: int) -> None:
+        """Decide and send a digest this instance claimed. The status UPDATE,
+        guarded by our claim, runs first: if another instance took the claim
+        over meanwhile it changes no row and nothing is queued (sent once)."""
         async with self._factory() as db:
             row = await db.get(NoticeDigest, digest_id)
             assert row is not None
             user = await db.get(User, row.user_id)
             outcome = await self._decide(db, row, user)
+            mine = and_(_D.id == digest_id, _D.claimed_by == self._name, _D.status == DigestStatus.pending)
+            status = DigestStatus.sent if outcome is None else DigestStatus.skipped
+            won = (await db.exec(update(NoticeDigest.__table__).where(mine)  # type: ignore[arg-type]
+                                 .values(status=status, done_at=self._clock(), outcome=outcome))).rowcount
+            if won != 1:
+                await db.rollback()
+                log.info("notice digest %s: taken over by another instance", digest_id)
+                return
             if outcome is None:
                 assert user is not None
                 outcome = await self._notify(db, user)
-            status = DigestStatus.sent if outcome in ("email", "sms", "email+sms") else DigestStatus.skipped
-            await db.exec(update(NoticeDigest.__table__).where(  # type: ignore[arg-type]
-                _D.id == digest_id, _D.claimed_by == self._name)
-                .values(status=status, done_at=self._clock(), outcome=outcome))
+                if outcome not in ("email", "sms", "email+sms"):
+                    status = DigestStatus.skipped
+                await db.exec(update(NoticeDigest.__table__).where(  # type: ignore[arg-type]
+                    _D.id == digest_id).values(status=status, outcome=outcome))
             await db.commit()
         log.info("notice digest %s: %s", digest_id, outcome)
 

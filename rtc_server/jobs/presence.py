@@ -9,7 +9,8 @@ its own sockets into ``presence`` (one row per user with at least one open
 socket here), writing only when a user's first socket opens or last one
 closes, plus one UPDATE per heartbeat for all its rows. A row whose
 instance stopped its heartbeat (a crash) counts for three heartbeats at
-most. Locally the count is exact and immediate.
+most, and any instance's heartbeat deletes it after ``DELETE_HEARTBEATS``.
+Locally the count is exact and immediate.
 
 The socket endpoint reports ``opened``/``closed`` (``chat.ws``); the writer
 task flushes changes at once (a wake, not a timer).
@@ -36,6 +37,9 @@ log = logging.getLogger("rtc_server.jobs")
 _P = Presence.__table__.c  # type: ignore[attr-defined]
 #: A row counts this many heartbeats after its last refresh.
 STALE_HEARTBEATS = 3
+#: Rows not refreshed for this many heartbeats (their instance is gone) are
+#: deleted by any instance's heartbeat.
+DELETE_HEARTBEATS = 10
 
 
 class PresenceBoard:
@@ -147,10 +151,27 @@ class PresenceBoard:
                         [{"instance_id": self.instance_id, "user_id": u, "seen_at": now} for u in here])
                     await db.exec(stmt.on_conflict_do_update(
                         index_elements=["instance_id", "user_id"], set_={"seen_at": now}))
-                if beat and self._counts:
-                    await db.exec(update(Presence.__table__).where(  # type: ignore[arg-type]
-                        _P.instance_id == self.instance_id).values(seen_at=now))
+                if beat:
+                    await self._beat(db, now)
                 await db.commit()
         except BaseException:
             self._dirty |= dirty
             raise
+
+    async def _beat(self, db: AsyncSession, now: datetime) -> None:
+        """Refresh this instance's rows; delete any instance's rows long past
+        counting (a crashed instance's). Should one of ours have been deleted
+        while the database was away, it is written again."""
+        expired = now - timedelta(seconds=self._heartbeat * DELETE_HEARTBEATS)
+        await db.exec(delete(Presence.__table__).where(  # type: ignore[arg-type]
+            _P.seen_at < expired, _P.instance_id != self.instance_id))
+        if not self._counts:
+            return
+        refreshed = (await db.exec(update(Presence.__table__).where(  # type: ignore[arg-type]
+            _P.instance_id == self.instance_id).values(seen_at=now))).rowcount
+        if refreshed < len(self._counts):
+            make = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+            stmt = make(Presence.__table__).values(  # type: ignore[arg-type]
+                [{"instance_id": self.instance_id, "user_id": u, "seen_at": now} for u in self._counts])
+            await db.exec(stmt.on_conflict_do_update(
+                index_elements=["instance_id", "user_id"], set_={"seen_at": now}))

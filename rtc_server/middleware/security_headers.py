@@ -1,7 +1,8 @@
 """Security headers on every HTTP response; ``no-store`` on the API.
 
 The CSP allows scripts and styles only from our own origin: the front end has
-no inline script, so an injected ``<script>`` cannot run.
+no inline script, so an injected ``<script>`` cannot run. A response that
+sets its own CSP keeps it (an attachment download: ``default-src 'none'; sandbox``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["Content-Security-Policy"] = CSP
+                if "content-security-policy" not in headers:  # a route's own (stricter) one stays
+                    headers["Content-Security-Policy"] = CSP
                 headers["X-Content-Type-Options"] = "nosniff"
                 headers["X-Frame-Options"] = "DENY"
                 headers["Referrer-Policy"] = "no-referrer"

@@ -20,6 +20,7 @@ from tests.api.test_chat_support import (  # noqa: F401 (fixtures)
     audit_rows,
     cid,
     clinic,
+    person,
     start,
     stored_messages,
 )
@@ -180,3 +181,146 @@ async def test_uploads_no_message_took_are_swept_and_sent_ones_are_kept(clinic) 
     url = "/api/v1/conversations/attachments/"
     assert (await clinic.maria.client.get(url + str(unused["id"]))).status_code == 404
     assert (await clinic.reyes.client.get(url + str(kept["id"]))).status_code == 200
+
+
+async def test_a_refused_upload_is_refused_before_its_body_is_read(clinic) -> None:
+    # Review finding 3: the rate limit was checked only after the whole body sat in memory.
+    from rtc_server.chat.runtime import ChatLimits
+
+    clinic.app.state.chat.limits = ChatLimits(messages_per_second=0.001, burst=1)
+    assert (await upload(clinic.maria, PNG)).status_code == 201
+    read = {"chunks": 0}
+
+    async def body() -> Any:
+        yield PNG
+        for _ in range(8):
+            read["chunks"] += 1
+            yield b"\x00" * (1024 * 1024)
+
+    r = await clinic.maria.client.post("/api/v1/conversations/attachments", params={"name": "a.png"},
+                                       content=body())
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+    assert read["chunks"] == 0
+    # A file that is not an accepted kind is refused from its first bytes.
+    clinic.app.state.chat.limits = ChatLimits(messages_per_second=1000, burst=1000)
+    read["chunks"] = 0
+
+    async def html() -> Any:
+        yield HTML
+        for _ in range(8):
+            read["chunks"] += 1
+            yield b"\x00" * (1024 * 1024)
+
+    r = await clinic.maria.client.post("/api/v1/conversations/attachments", params={"name": "a.png"},
+                                       content=html())
+    assert r.status_code == 415 and read["chunks"] <= 1
+
+
+@pytest.mark.settings(chat_uploads_in_flight=2)
+async def test_one_person_may_upload_only_a_few_files_at_once(clinic) -> None:
+    import asyncio
+
+    release = asyncio.Event()
+    started = {"n": 0}
+
+    async def slow() -> Any:
+        yield PNG
+        started["n"] += 1
+        await release.wait()
+        yield b"\x00" * 16
+
+    def post() -> Any:
+        return clinic.maria.client.post("/api/v1/conversations/attachments", params={"name": "a.png"},
+                                        content=slow())
+
+    first, second = asyncio.create_task(post()), asyncio.create_task(post())
+    for _ in range(200):
+        if started["n"] == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert started["n"] == 2
+    third = await upload(clinic.maria, PNG)
+    assert third.status_code == 429 and third.json()["error"]["code"] == "too_many_uploads"
+    assert (await upload(clinic.sam, PNG)).status_code == 201  # someone else is not held up
+    release.set()
+    assert [(await t).status_code for t in (first, second)] == [201, 201]
+    assert (await upload(clinic.maria, PNG)).status_code == 201
+
+
+@pytest.mark.settings(chat_attachment_unused_files=2, chat_attachment_unused_bytes=4096)
+async def test_unsent_uploads_are_capped_per_person(clinic) -> None:
+    # Review finding 2: one account could fill the disk with uploads no message carries.
+    conv = (await start(clinic.maria))["conversation"]
+    a, b = (await upload(clinic.maria, PNG)).json(), (await upload(clinic.maria, PNG)).json()
+    r = await upload(clinic.maria, PNG)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "too_many_unsent_uploads"
+    assert (await upload(clinic.sam, PNG)).status_code == 201
+    assert (await send_files(clinic.maria, conv["id"], [a["id"], b["id"]])).status_code == 201
+    big = await upload(clinic.maria, PNG + b"\x00" * 4096)  # past the bytes cap on its own
+    assert big.status_code == 429 and big.json()["error"]["code"] == "too_many_unsent_uploads"
+    assert (await upload(clinic.maria, PNG)).status_code == 201
+    async with clinic.app.state.session_factory() as db:
+        assert len((await db.exec(select(Attachment))).all()) == 4
+
+
+@pytest.mark.settings(chat_attachment_min_free_bytes=2**62)
+async def test_an_upload_is_refused_when_the_disk_is_nearly_full(clinic) -> None:
+    r = await upload(clinic.maria, PNG)
+    assert r.status_code == 507 and r.json()["error"]["code"] == "storage_full"
+    root = clinic.app.state.settings.data_dir / "attachments"
+    assert not root.exists() or list(root.iterdir()) == []
+
+
+async def test_a_download_keeps_its_own_locked_down_content_security_policy(clinic) -> None:
+    # Review finding 4: the site-wide CSP replaced the download's own.
+    file = (await upload(clinic.maria, PDF, name="a.pdf")).json()
+    got = await clinic.maria.client.get(f"/api/v1/conversations/attachments/{file['id']}")
+    assert got.status_code == 200
+    assert got.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert got.headers["x-content-type-options"] == "nosniff"
+    other = await clinic.maria.client.get("/api/v1/conversations/compose-info")
+    assert "script-src 'self'" in other.headers["content-security-policy"]
+
+
+async def test_files_left_without_a_row_are_swept_once_old(clinic) -> None:
+    # Review finding 6: a file whose row never committed (a crash) or went with
+    # its conversation (ON DELETE CASCADE) stayed on disk for ever.
+    import os
+    from datetime import timedelta
+
+    from rtc_server.chat.filelinks import sweep_unused
+
+    conv = (await start(clinic.maria))["conversation"]
+    kept = (await upload(clinic.maria, PNG)).json()
+    assert (await send_files(clinic.maria, conv["id"], [kept["id"]])).status_code == 201
+    root = clinic.app.state.settings.data_dir / "attachments"
+    old_orphan, new_orphan = root / ("a" * 32), root / ("b" * 32)
+    old_orphan.write_bytes(PNG)
+    new_orphan.write_bytes(PNG)
+    two_days_ago = (clinic.app.state.deps.clock() - timedelta(days=2)).timestamp()
+    os.utime(old_orphan, (two_days_ago, two_days_ago))
+    async with clinic.app.state.session_factory() as db:
+        row = await db.get(Attachment, kept["id"])
+        os.utime(root / row.key, (two_days_ago, two_days_ago))  # an old file with its row stays
+        cutoff = clinic.app.state.deps.clock() - timedelta(hours=24)
+        await sweep_unused(db, clinic.app.state.chat.files, older_than=cutoff)
+    assert not old_orphan.exists() and new_orphan.exists() and (root / row.key).exists()
+    got = await clinic.reyes.client.get(f"/api/v1/conversations/attachments/{kept['id']}")
+    assert got.status_code == 200
+
+
+async def test_deleting_an_account_keeps_its_upload_rows_for_the_sweeper(clinic) -> None:
+    from sqlalchemy import delete
+
+    from rtc_server.auth.models import Role, User
+
+    extra = (await upload(clinic.root, PNG)).status_code  # admins cannot upload
+    assert extra == 403
+    other = await person(clinic.app, "temp.desk", set(), role=Role.staff)
+    up = (await upload(other, PNG)).json()
+    await other.client.aclose()
+    async with clinic.app.state.session_factory() as db:
+        await db.exec(delete(User).where(User.id == other.user_id))
+        await db.commit()
+        row = await db.get(Attachment, up["id"])
+        assert row is not None and row.uploader_id is None  # SET NULL, not CASCADE

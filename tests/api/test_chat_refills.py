@@ -92,3 +92,27 @@ async def test_a_request_is_carried_once_only_by_its_own_patients_refill_convers
     assert (await start_refill(clinic.maria, refill["id"])).status_code == 201
     again = await start_refill(clinic.maria, refill["id"])
     assert again.status_code == 409 and again.json()["error"]["code"] == "refill_has_conversation"
+
+
+async def test_a_provider_outside_the_care_team_cannot_take_a_patients_refill_request(clinic) -> None:
+    # Review finding 1: Dr. Ortiz (not Maria's care team) names Maria's refill
+    # request; the conversation would route to its prescriber, locking him out
+    # after commit (500) and leaving the request taken. Now: 404, audited, nothing kept.
+    ids = await refill_setup(clinic)
+    refill = (await clinic.maria.client.post("/api/v1/refills", json={
+        "medication_id": ids["statin"], "pharmacy_id": ids["harbor"]})).json()
+    for rid in (refill["id"] + 1, refill["id"]):  # absent and someone else's answer alike
+        r = await start_refill(clinic.ortiz, rid, patient_id=clinic.maria.patient_id)
+        assert r.status_code == 404, r.text
+    denied = [row for row in await audit_rows(clinic.app, "chat.start") if row.outcome == "denied"]
+    assert (clinic.ortiz.user_id, f"refill:{refill['id']}") in {(d.actor_id, d.resource) for d in denied}
+    async with clinic.app.state.session_factory() as db:
+        from sqlmodel import select
+
+        from rtc_server.chat.models import Conversation
+
+        assert (await db.exec(select(Conversation))).all() == []
+    # Her own care team (here the front desk) may still carry it.
+    r = await start_refill(clinic.desk, refill["id"], patient_id=clinic.maria.patient_id)
+    assert r.status_code == 201, r.text
+    assert r.json()["conversation"]["refill"]["id"] == refill["id"]

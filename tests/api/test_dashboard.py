@@ -115,3 +115,28 @@ async def test_the_dashboard_takes_the_same_few_statements_however_long_the_reco
     # refills) and the audit row; the session is read from the database once, then
     # the instance's session cache answers.
     assert len(statements) == 5, statements
+
+
+@BOTH_BACKENDS
+async def test_a_video_visits_chat_is_not_a_message_on_the_dashboard(app, session_factory) -> None:
+    # From the visits review: the in-call chat (visit_id set) showed as an unread
+    # message that never cleared and could not be opened.
+    from rtc_server.rooms.models import Visit
+
+    clinic = await import_demo(session_factory, settings=app.state.settings)
+    kowalski = clinic.patients["kowalski"]
+    now = datetime.now(UTC)
+    async with session_factory() as db:
+        visit = Visit(patient_id=kowalski, practitioner_id=next(iter(clinic.practitioners.values())),
+                      created_at=now)
+        db.add(visit)
+        await db.flush()
+        db.add(Conversation(patient_id=kowalski, category=Category.question, subject="Video visit",
+                            created_at=now, last_seq=3, last_message_at=now, visit_id=visit.id))
+        db.add(Conversation(patient_id=kowalski, category=Category.question, subject="Inhaler question",
+                            created_at=now, last_seq=1, last_message_at=now))
+        await db.commit()
+    client = await patient_client(app, session_factory, clinic, "kowalski")
+    body = (await client.get("/api/v1/dashboard")).json()
+    assert [c["subject"] for c in body["messages"]["items"]] == ["Inhaler question"]
+    assert body["messages"]["unread"] == 1

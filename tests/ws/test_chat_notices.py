@@ -158,3 +158,86 @@ async def test_with_two_instances_presence_is_shared_and_each_notice_goes_once(
             await reyes_b.aclose()
     assert len(smtp.to(MARIA)) == 1
     assert await outcomes(served.app, clinic.maria.user_id) == ["email"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+@pytest.mark.settings(mail_claim_seconds=0.3)
+async def test_a_notice_whose_claim_was_taken_over_is_not_sent_again(
+        served: Served, clinic: Clinic, smtp: Any, settings: Settings) -> None:
+    # Review finding 8: an instance slower than mail_claim_seconds to settle a
+    # digest still queued its mail after another instance had taken it over.
+    slow = served.app.state.chat.digests
+    real_decide = slow._decide
+    stalled = asyncio.Event()
+
+    async def decide_slowly(*args: Any) -> Any:
+        stalled.set()
+        await asyncio.sleep(1.0)  # past the claim: the other instance takes it over
+        return await real_decide(*args)
+
+    slow._decide = decide_slowly
+    other = create_app(settings)
+    async with page_open(served, clinic.reyes):
+        conv = (await start(clinic.maria))["conversation"]
+        await send(clinic.reyes, conv["id"], "Your dose is fine")
+        async with asyncio.timeout(5):
+            await stalled.wait()  # instance A holds the claim and stalls
+        async with other.router.lifespan_context(other):
+            async with asyncio.timeout(10):
+                await other.state.chat.digests.settled()
+                await other.state.deps.mail_worker.drain()
+            await asyncio.sleep(1.2)  # A wakes up and finishes its (taken-over) settle
+            await settled(served.app, other)
+    assert len(smtp.to(MARIA)) == 1
+    assert await outcomes(served.app, clinic.maria.user_id) == ["email"]
+
+
+@pytest.mark.settings(chat_notice_backoff_seconds=3600)
+async def test_after_a_notice_the_next_waits_until_the_person_has_been_back(
+        served: Served, clinic: Clinic, smtp: Any) -> None:
+    # Review finding 7: each message after a sent notice scheduled another, so a
+    # correspondent could cause one email every delay.
+    digests = served.app.state.chat.digests
+    async with page_open(served, clinic.reyes):
+        conv = (await start(clinic.maria))["conversation"]
+        await send(clinic.reyes, conv["id"], "First")
+        await settled(served.app)
+        assert len(smtp.to(MARIA)) == 1
+        for i in range(3):  # she has not been back: no more notices for now
+            await send(clinic.reyes, conv["id"], f"More {i}")
+        await digests.settled_scheduling()
+        await asyncio.sleep(1.0)  # well past chat_notice_delay_seconds
+        await served.app.state.deps.mail_worker.drain()
+        assert len(smtp.to(MARIA)) == 1
+        assert await outcomes(served.app, clinic.maria.user_id) == ["email", None]
+        # She comes back and reads everything; the next message is told as usual.
+        last = (await send(clinic.reyes, conv["id"], "Read me")).json()["seq"]
+        await digests.settled_scheduling()
+        await clinic.maria.client.post(f"/api/v1/conversations/{conv['id']}/read", json={"seq": last})
+        await send(clinic.reyes, conv["id"], "After your visit")
+        await settled(served.app)
+    assert len(smtp.to(MARIA)) == 2
+    assert await outcomes(served.app, clinic.maria.user_id) == ["email", "email"]
+
+
+@pytest.mark.settings(presence_heartbeat_seconds=0.2)
+async def test_presence_left_by_a_crashed_instance_is_deleted_on_the_heartbeat(
+        served: Served, clinic: Clinic) -> None:
+    # Review finding 9: rows of instances that died were never deleted.
+    from datetime import timedelta
+
+    from rtc_server.jobs.models import Presence
+
+    now = served.app.state.deps.clock()
+    async with served.app.state.session_factory() as db:
+        db.add(Presence(instance_id="crashed", user_id=clinic.maria.user_id,
+                        seen_at=now - timedelta(hours=1)))
+        db.add(Presence(instance_id="alive", user_id=clinic.sam.user_id, seen_at=now))
+        await db.commit()
+    async with page_open(served, clinic.reyes):
+        await asyncio.sleep(0.7)  # a few heartbeats
+        await served.app.state.chat.presence.flushed()
+        async with served.app.state.session_factory() as db:
+            rows = {(r.instance_id, r.user_id) for r in (await db.exec(select(Presence))).all()}
+    mine = served.app.state.chat.presence.instance_id
+    assert rows == {("alive", clinic.sam.user_id), (mine, clinic.reyes.user_id)}

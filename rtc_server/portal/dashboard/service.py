@@ -137,6 +137,7 @@ def _page_query() -> Any:
             .outerjoin(Member, (col(Member.conversation_id) == col(Conversation.id))
                        & (col(Member.user_id) == user_id))
             .where(col(Conversation.patient_id) == patient_id, col(Conversation.last_seq) > read,
+                   col(Conversation.visit_id).is_(None),  # a visit's chat is in no inbox
                    func.coalesce(Member.archived, False).is_(False))
             .order_by(col(Conversation.last_message_at).desc()).limit(CONVERSATIONS_SHOWN))
     if RefillRequest is not None:
