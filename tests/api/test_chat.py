@@ -209,6 +209,10 @@ async def test_staff_start_a_conversation_with_a_patient_who_then_sees_it(clinic
     inbox = (await clinic.sam.client.get("/api/v1/conversations")).json()
     assert [(c["id"], c["unread"]) for c in inbox["conversations"]] == [
         (started["conversation"]["id"], 1)]
+    # The tab badge and the dashboard say the same before he has ever opened it.
+    assert (await clinic.sam.client.get("/api/v1/conversations/unread")).json() == {
+        "total": 1, "conversations": 1}
+    assert (await clinic.sam.client.get("/api/v1/dashboard")).json()["messages"]["unread"] == 1
     r = await clinic.desk.client.post("/api/v1/conversations", json={
         "category": "other", "subject": "x", "body": "y", "client_id": cid()})
     assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "patient_id"

@@ -465,15 +465,17 @@ export function watchUnread(onCounts) {
     window.clearTimeout(timer);
     timer = window.setTimeout(fetchNow, 100);
   };
-  // Without the socket, ask now and then instead.
+  // Without the socket, ask now and then instead. Started once: each failed
+  // reconnection says "down" again, and restarting the period then would put the
+  // next ask off for as long as reconnections keep failing.
   let poll = null;
   client.on("ready", () => {
     window.clearInterval(poll);
+    poll = null;
     soon();
   });
   client.on("down", () => {
-    window.clearInterval(poll);
-    poll = window.setInterval(fetchNow, 30000);
+    if (poll === null) poll = window.setInterval(fetchNow, 30000);
   });
   client.on("event", (event) => {
     if (CHAT_EVENT_KINDS.includes(event.kind)) soon();

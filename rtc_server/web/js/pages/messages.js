@@ -413,15 +413,16 @@ if (session) {
       soon = window.setTimeout(() => loadList().catch(() => {}), 150);
     };
     chat.on("event", (event) => listKinds.has(event.kind) && listLater());
-    // Without the socket, the inbox asks now and then instead.
+    // Without the socket, the inbox asks now and then instead (started once, not
+    // again on every failed reconnection, which would keep putting it off).
     let listPoll = null;
     chat.on("ready", () => {
       window.clearInterval(listPoll);
+      listPoll = null;
       listLater();
     });
     chat.on("down", () => {
-      window.clearInterval(listPoll);
-      listPoll = window.setInterval(listLater, 30000);
+      if (listPoll === null) listPoll = window.setInterval(listLater, 30000);
     });
     await show();
   }
