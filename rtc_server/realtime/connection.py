@@ -44,7 +44,7 @@ Message = dict[str, Any]
 class Connection:
     """An accepted socket, its principal and the channels it listens on."""
 
-    __slots__ = ("_outbox", "_writer", "channels", "close_code", "outbox_limit", "principal", "ws")
+    __slots__ = ("_held", "_outbox", "_writer", "channels", "close_code", "outbox_limit", "principal", "ws")
 
     def __init__(self, ws: WebSocket, principal: Any, *, outbox_limit: int = OUTBOX_FRAMES) -> None:
         self.ws = ws
@@ -56,6 +56,8 @@ class Connection:
         self.close_code: int | None = None
         self._outbox: deque[Message] | None = None
         self._writer: asyncio.Task[None] | None = None
+        #: Frames kept back while the socket is being set up (see ``hold``).
+        self._held: list[str] | None = None
 
     @property
     def closing(self) -> bool:
@@ -66,9 +68,24 @@ class Connection:
         """Frames waiting for the client to read (0 unless under backpressure)."""
         return len(self._outbox) if self._outbox is not None else 0
 
+    def hold(self) -> None:
+        """Keep frames back until ``release``: a channel joined first may carry an
+        event while the next is being joined, and ``ready`` must be the first frame."""
+        self._held = []
+
+    def release(self, first: str) -> None:
+        """Send ``first``, then what arrived while held, in order."""
+        held, self._held = self._held or [], None
+        self.send_text(first)
+        for text in held:
+            self.send_text(text)
+
     def send_text(self, text: str) -> None:
         """Send one text frame without waiting (see the module docstring)."""
         if self.close_code is not None:
+            return
+        if self._held is not None:
+            self._held.append(text)
             return
         message = {"type": "websocket.send", "text": text}
         if self._outbox is None:

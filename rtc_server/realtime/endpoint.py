@@ -102,6 +102,7 @@ class Endpoint:
         conn = Connection(ws, actor, outbox_limit=layer.outbox_limit)
         try:
             await ws.send({"type": "websocket.accept"})
+            conn.hold()  # ready comes first, whatever a channel joined early carries meanwhile
             try:
                 for channel in self.channels(actor):
                     await layer.hub.join(conn, channel)
@@ -109,7 +110,7 @@ class Endpoint:
                 conn.close(CLOSE_TRY_LATER, "try again later")
                 return
             layer.sweeper.add(conn, actor.session_id)
-            conn.send_text(READY)
+            conn.release(READY)
             await self._read(layer, conn)
         except (WebSocketDisconnect, OSError):
             pass  # the client went away; nothing to tell anyone

@@ -110,7 +110,8 @@ async def open_socket(served: Served, user: User | None, *, path: str = EVENTS,
     options.setdefault("compression", None)
     async with connect(served.ws_url(path), origin=origin, additional_headers=headers,  # type: ignore[arg-type]
                        **options) as ws:
-        assert await recv_json(ws) == {"type": "ready"}
+        first = await recv_json(ws)
+        assert first == {"type": "ready"}, first
         yield ws
 
 

@@ -135,3 +135,37 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
     assert bucket.take(0.5) and not bucket.take(0.5)
     assert bucket.take(10.0) and bucket.tokens == 2.0, "refill stops at the burst"
 
+
+
+TWO_CHANNELS = Endpoint(
+    "/ws/two", frames=TypeAdapter(Annotated[Act, Field(discriminator="type")]), on_frame=act,
+    channels=lambda actor: [user_channel(actor.user_id), f"other:{actor.user_id}"],
+)
+
+
+async def test_ready_is_the_first_frame_even_if_an_event_arrives_while_channels_are_joined(
+    settings, secrets_seen, monkeypatch
+) -> None:
+    """An event on the first channel while the second is being joined comes after
+    ``ready``, not before it (the CI failure of a chat resume test: an unread notice
+    raced the reconnecting socket's set-up)."""
+    import asyncio
+
+    from rtc_server.realtime.hub import Hub
+
+    app = create_app(settings)
+    app.router.routes.insert(0, TWO_CHANNELS.route())
+    join = Hub.join
+
+    async def join_then_publish(self: Hub, conn: Connection, channel: str) -> None:
+        await join(self, conn, channel)
+        if channel.startswith("user:"):
+            await app.state.broker.publish(channel, {"kind": "test.early"})
+            await asyncio.sleep(0.05)  # delivered while the next channel is still to come
+
+    monkeypatch.setattr(Hub, "join", join_then_publish)
+    async with serving(settings, app) as served:
+        ana = await signed_in_user(served, "ana.silva", secrets_seen)
+        async with open_socket(served, ana, path="/ws/two") as ws:  # asserts ready came first
+            early = await recv_json(ws)
+            assert early["type"] == "event" and early["event"]["kind"] == "test.early", early
