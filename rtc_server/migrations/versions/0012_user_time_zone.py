@@ -1,14 +1,14 @@
 """account: the time zone a person chose for times shown to them
 
 Revision ID: 0012
-Revises: 0011
+Revises: 0010
 Create Date: 2026-11-27 19:45:00
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0012'
-down_revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 

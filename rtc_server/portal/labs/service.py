@@ -38,7 +38,6 @@ from rtc_server.portal.labs.shapes import (
     LabDetailOut,
     LabPoint,
     LabResultOut,
-    LabsOut,
     LabTestOut,
 )
 from rtc_server.portal.records.access import own_patient, record
@@ -169,10 +168,11 @@ _LABS_PARAMETERS = ("patient_id",)
 
 
 async def list_labs_read(factory: SessionFactory, actor: Actor, *, now: datetime) -> bytes:
-    """``list_labs``, encoded, without an ORM session when it only reads: on the
+    """The patient's released results, grouped by test with their history, encoded,
+    without an ORM session when it only reads: on the
     instance's ``ReadPool`` (SQLite), with its audit row through the group-commit
     writer, committed before this returns. A patient with results nobody has
-    classified yet goes through ``list_labs`` (classifying writes)."""
+    classified yet goes through ``list_labs_encoded`` (classifying writes)."""
     info = factory.kw.get("info") or {}
     writer = info.get(WRITER_INFO)
     pool: ReadPool | None = info.get(READ_POOL_INFO)
@@ -194,7 +194,8 @@ async def list_labs_read(factory: SessionFactory, actor: Actor, *, now: datetime
 
 
 async def list_labs_encoded(db: AsyncSession, actor: Actor, *, now: datetime) -> bytes:
-    """``list_labs``, encoded as ``labs_json`` does (classifies first, like it)."""
+    """The list through an ORM session: classifies unclassified results first (a
+    write, committed with the audit row), then encodes as ``labs_json`` does."""
     patient_id = own_patient(actor, "lab.list")
     classified = await triage(db, now=now, patient_ids=[patient_id])
     rows = (await db.exec(labs_of(), params={"patient_id": patient_id})).all()
@@ -219,25 +220,6 @@ async def held_tests(db: AsyncSession) -> list[HeldTestOut]:
     """The clinic's hold list (policy, not anyone's results)."""
     return [HeldTestOut(code=r.code, display=r.display or r.code, reason=r.reason)
             for r in (await hold_rules(db)).values()]
-
-
-async def list_labs(db: AsyncSession, actor: Actor, *, now: datetime) -> LabsOut:
-    """The patient's released results, grouped by test with their history."""
-    patient_id = own_patient(actor, "lab.list")
-    classified = await triage(db, now=now, patient_ids=[patient_id])
-    rows = (await db.exec(labs_of(), params={"patient_id": patient_id})).all()
-    results = [result_out(r) for r in rows]
-    out = LabsOut(tests=group_tests(results), new_count=sum(r.new for r in results),
-                  held_tests=await held_tests(db))
-    resource = f"patient:{patient_id}"
-    if classified:  # triage wrote: the classification and the audit row commit together
-        await record(db, actor, "lab.list", patient_id=patient_id, resource=resource)
-        await db.commit()
-    else:  # a pure read: the audit row goes through the instance's group-commit writer
-        await audit.record_read(
-            db, action="lab.list", actor_id=actor.user_id, actor_role=str(actor.role),
-            patient_id=patient_id, resource=resource, request_id=actor.meta.request_id, ip=actor.meta.ip)
-    return out
 
 
 async def read_lab(db: AsyncSession, actor: Actor, observation_id: int, *, now: datetime) -> LabDetailOut:
